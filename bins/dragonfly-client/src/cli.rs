@@ -1,0 +1,97 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Dragonfly scanning node: leases PyPI releases from a control server, scans
+/// every file of every distribution with YARA rules, and reports the scores.
+///
+/// With no subcommand it runs as a node (`run`). Settings come from built-in
+/// defaults, then `Config.toml` in the working directory, then `DRAGONFLY_*`
+/// environment variables (see `dragonfly-client config` and
+/// docs/configuration.md).
+#[derive(Debug, Parser)]
+#[command(name = "dragonfly-client", version, about, long_about)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run as a scanning node until SIGINT or SIGTERM (the default).
+    Run,
+    /// Scan local archives, directories, URLs or PyPI releases offline and
+    /// print a report.
+    Scan(ScanArgs),
+    /// Print the effective configuration, secrets masked, and exit.
+    Config,
+}
+
+/// Output format of `scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A readable table: package, score, rules, most malicious file.
+    Table,
+    /// One JSON document: a list with one object per input.
+    Json,
+}
+
+/// Arguments of `scan`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+INPUTS:
+  path/to/pkg-1.0.tar.gz     a distribution archive (sdist, wheel, zip, egg, tar.bz2, tar.xz)
+  path/to/dir                every file under a directory, as one distribution
+  https://host/pkg-1.0.whl   a distribution downloaded into memory
+  pypi:NAME==VERSION         every distribution of a PyPI release
+  pypi:NAME                  the latest release
+
+Name and version of a file or URL come from the wheel/sdist file-name
+conventions (name-version.tar.gz, name-version-py3-none-any.whl).
+
+EXIT STATUS:
+  0  every input scanned, every score below --fail-score (when given)
+  1  some score is at or above --fail-score
+  2  an input could not be scanned completely (missing file, unsupported
+     or corrupt archive, limit hit, download error, bad rules)
+
+EXAMPLES:
+  dragonfly-client scan dist/mypkg-1.0.tar.gz --fail-score 5
+  dragonfly-client scan --rules ./rules --format json pypi:requests==2.32.3")]
+pub struct ScanArgs {
+    /// Archives, directories, http(s) URLs or pypi:NAME[==VERSION].
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// A .yar/.yara file or a directory of them (default: the bundled rules).
+    #[arg(long, value_name = "PATH")]
+    pub rules: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Exit with status 1 when a package scores at least N.
+    #[arg(long, value_name = "N")]
+    pub fail_score: Option<i64>,
+
+    /// Per-file scan timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub timeout: u64,
+
+    /// Largest distribution to read or download, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 128_000_000)]
+    pub max_scan_size: u64,
+
+    /// Scanning threads (default: available parallelism).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// PyPI JSON API base for pypi: inputs.
+    #[arg(long, value_name = "URL", default_value = "https://pypi.org/pypi")]
+    pub pypi_index: String,
+}

@@ -1,0 +1,52 @@
+//! `dragonfly-client run`: work as a node until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use dragonfly_api::Client;
+use dragonfly_orchestrator::{Node, Shutdown};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+
+/// Runs the node; returns 0 after a clean shutdown.
+pub fn run(config: Config) -> Result<ExitCode> {
+    crate::logging::init_with_format("info", config.log_format);
+    log::info!(
+        "dragonfly-client {} starting: server {}, {} threads, auth {:?}",
+        env!("CARGO_PKG_VERSION"),
+        config.base_url,
+        config.threads,
+        config.auth_mode
+    );
+    let client = Client::new(config.client_config()).context("can not set up the API client")?;
+    let node = Node::new(client, config.node_settings());
+    watch_signals(node.shutdown_handle())?;
+    let summary = node.run()?;
+    if summary.jobs_abandoned > 0 {
+        log::warn!("stopped with {} jobs unfinished", summary.jobs_abandoned);
+    }
+    log::info!("stopped; {} results delivered", summary.results_finished);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first SIGINT/SIGTERM starts a graceful shutdown; a second one exits
+/// at once.
+fn watch_signals(shutdown: Shutdown) -> Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("can not install signal handlers")?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                log::info!("signal {signal} received: finishing held jobs (send again to exit now)");
+                shutdown.trigger();
+            } else {
+                log::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    })?;
+    Ok(())
+}

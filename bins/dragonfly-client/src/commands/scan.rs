@@ -1,0 +1,309 @@
+//! `dragonfly-client scan`: offline scanning of files, directories, URLs and
+//! PyPI releases.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use dragonfly_api::{Auth, Client, ClientConfig};
+use dragonfly_engine::{Engine, PackageReport, RuleSet, parse_distribution_filename};
+use serde::Serialize;
+
+use crate::cli::{Format, ScanArgs};
+
+/// Runs `scan` and returns the exit status (0 clean, 1 over --fail-score,
+/// 2 errors).
+pub fn run(args: ScanArgs) -> Result<ExitCode> {
+    let rules = match &args.rules {
+        Some(path) => RuleSet::load(path).context("can not compile the rules")?,
+        None => RuleSet::bundled(),
+    };
+    if let Some(threads) = args.threads {
+        anyhow::ensure!(threads > 0, "--threads must be at least 1");
+        // Fails only if a pool was already built; the default one is then kept.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
+    let engine = Engine::new(Arc::new(rules)).with_timeout(Duration::from_secs(args.timeout));
+    let mut scanner = InputScanner { engine, args: &args, client: None };
+    let results: Vec<InputResult> = args.inputs.iter().map(|input| scanner.scan(input)).collect();
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &results)?;
+            writeln!(out)?;
+        }
+        Format::Table => write_table(&mut out, &results)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::from(exit_status(&results, args.fail_score)))
+}
+
+fn exit_status(results: &[InputResult], fail_score: Option<i64>) -> u8 {
+    if results.iter().any(|r| !r.errors.is_empty()) {
+        2
+    } else if fail_score.is_some_and(|limit| results.iter().any(|r| r.score.unwrap_or(0) >= limit)) {
+        1
+    } else {
+        0
+    }
+}
+
+struct InputScanner<'a> {
+    engine: Engine,
+    args: &'a ScanArgs,
+    client: Option<Client>,
+}
+
+impl InputScanner<'_> {
+    fn scan(&mut self, input: &str) -> InputResult {
+        match self.scan_input(input) {
+            Ok(report) => InputResult::from_report(input, &report),
+            Err(err) => InputResult::error(input, format!("{err:#}")),
+        }
+    }
+
+    fn scan_input(&mut self, input: &str) -> Result<PackageReport> {
+        if let Some(spec) = input.strip_prefix("pypi:") {
+            let (name, version) = match spec.split_once("==") {
+                Some((name, version)) => (name.trim(), Some(version.trim())),
+                None => (spec.trim(), None),
+            };
+            anyhow::ensure!(!name.is_empty(), "`{input}`: expected pypi:NAME or pypi:NAME==VERSION");
+            let client = self.client()?;
+            let release = dragonfly_api::pypi::resolve(&client, &self.args.pypi_index, name, version)
+                .with_context(|| format!("can not look up {spec} on {}", self.args.pypi_index))?;
+            let max = self.args.max_scan_size;
+            let downloads = release.urls.iter().map(|url| {
+                let bytes = client.download(url, max).map_err(|e| format!("download failed: {e}"));
+                (url.clone(), bytes)
+            });
+            return Ok(self.engine.scan_package(&release.name, &release.version, downloads));
+        }
+        let (name, version) = name_and_version(input);
+        if input.starts_with("http://") || input.starts_with("https://") {
+            let client = self.client()?;
+            let bytes = client
+                .download(input, self.args.max_scan_size)
+                .map_err(|e| format!("download failed: {e}"));
+            return Ok(self.engine.scan_package(&name, &version, [(input.to_owned(), bytes)]));
+        }
+        let path = Path::new(input);
+        let meta = std::fs::metadata(path).with_context(|| format!("can not read `{input}`"))?;
+        let distribution = if meta.is_dir() {
+            self.engine.scan_directory(path)
+        } else {
+            anyhow::ensure!(
+                meta.len() <= self.args.max_scan_size,
+                "`{input}` is {} bytes, over --max-scan-size {}",
+                meta.len(),
+                self.args.max_scan_size
+            );
+            let bytes = std::fs::read(path).with_context(|| format!("can not read `{input}`"))?;
+            self.engine.scan_archive(input, &bytes)
+        };
+        Ok(PackageReport {
+            name,
+            version,
+            commit: self.engine.rules().hash().to_owned(),
+            distributions: vec![distribution],
+        })
+    }
+
+    fn client(&mut self) -> Result<Client> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let config = ClientConfig::new(self.args.pypi_index.clone(), Auth::None);
+        let client = Client::new(config).context("can not set up the HTTP client")?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+}
+
+/// Name and version from a path or URL's last segment; a directory or
+/// unconventional name gives the whole name and an empty version.
+fn name_and_version(input: &str) -> (String, String) {
+    let trimmed = input.trim_end_matches(['/', '\\']);
+    let last = trimmed.rsplit(['/', '\\']).next().unwrap_or(trimmed);
+    let last = last.split(['?', '#']).next().unwrap_or(last);
+    if let Some(pair) = parse_distribution_filename(last) {
+        return pair;
+    }
+    // A directory named like an unpacked sdist: name-1.0.
+    if let Some(pair) = parse_distribution_filename(&format!("{last}.tar")) {
+        return pair;
+    }
+    (last.to_owned(), String::new())
+}
+
+/// One input in the `--format json` output: the `PUT /package` success
+/// fields plus per-file details and errors.
+#[derive(Debug, Serialize)]
+struct InputResult {
+    input: String,
+    name: String,
+    version: String,
+    /// `None` when nothing could be scanned.
+    score: Option<i64>,
+    inspector_url: Option<String>,
+    rules_matched: Vec<String>,
+    commit: Option<String>,
+    files: Vec<FileRow>,
+    files_scanned: u64,
+    files_skipped: u64,
+    bytes_scanned: u64,
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FileRow {
+    distribution: String,
+    path: String,
+    size: u64,
+    score: i64,
+    rules: Vec<RuleRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct RuleRow {
+    name: String,
+    weight: i64,
+}
+
+impl InputResult {
+    fn from_report(input: &str, report: &PackageReport) -> Self {
+        let files = report
+            .distributions
+            .iter()
+            .flat_map(|d| d.files.iter().map(move |f| (d, f)))
+            .map(|(d, f)| FileRow {
+                distribution: d.source.clone(),
+                path: f.path.clone(),
+                size: f.size,
+                score: f.score,
+                rules: f.matches.iter().map(|m| RuleRow { name: m.name.clone(), weight: m.weight }).collect(),
+            })
+            .collect();
+        let sum = |f: fn(&dragonfly_engine::DistributionReport) -> u64| report.distributions.iter().map(f).sum();
+        InputResult {
+            input: input.to_owned(),
+            name: report.name.clone(),
+            version: report.version.clone(),
+            score: Some(report.score()),
+            inspector_url: report.inspector_url(),
+            rules_matched: report.rules_matched(),
+            commit: Some(report.commit.clone()),
+            files,
+            files_scanned: sum(|d| d.files_scanned),
+            files_skipped: sum(|d| d.files_skipped),
+            bytes_scanned: sum(|d| d.bytes_scanned),
+            errors: report.problems(),
+        }
+    }
+
+    fn error(input: &str, message: String) -> Self {
+        let (name, version) = name_and_version(input.strip_prefix("pypi:").unwrap_or(input));
+        InputResult {
+            input: input.to_owned(),
+            name,
+            version,
+            score: None,
+            inspector_url: None,
+            rules_matched: Vec::new(),
+            commit: None,
+            files: Vec::new(),
+            files_scanned: 0,
+            files_skipped: 0,
+            bytes_scanned: 0,
+            errors: vec![message],
+        }
+    }
+
+    fn most_malicious_file(&self) -> Option<&FileRow> {
+        self.files.iter().fold(None, |best: Option<&FileRow>, f| match best {
+            Some(b) if b.score >= f.score => Some(b),
+            _ => Some(f),
+        })
+    }
+}
+
+fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result<()> {
+    let rows: Vec<[String; 4]> = results
+        .iter()
+        .map(|r| {
+            let package = if r.version.is_empty() { r.name.clone() } else { format!("{} {}", r.name, r.version) };
+            let score = r.score.map_or_else(|| "error".to_owned(), |s| s.to_string());
+            let rules = if r.rules_matched.is_empty() { "-".to_owned() } else { r.rules_matched.join(", ") };
+            let file = r.most_malicious_file().map_or_else(|| "-".to_owned(), |f| f.path.clone());
+            [package, score, rules, file]
+        })
+        .collect();
+    let header = ["PACKAGE", "SCORE", "RULES", "MOST MALICIOUS FILE"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: [&str; 4]| {
+        writeln!(
+            out,
+            "{:<w0$}  {:>w1$}  {:<w2$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+    };
+    line(out, header)?;
+    for (row, result) in rows.iter().zip(results) {
+        line(out, [&row[0], &row[1], &row[2], &row[3]])?;
+        for error in &result.errors {
+            writeln!(out, "  error: {error}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_inputs() {
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(name_and_version("dist/evil-1.0.tar.gz"), pair("evil", "1.0"));
+        assert_eq!(
+            name_and_version("https://files.example/p/ab/requests-2.32.3-py3-none-any.whl?x"),
+            pair("requests", "2.32.3")
+        );
+        assert_eq!(name_and_version("src/mypkg-0.3/"), pair("mypkg", "0.3"));
+        assert_eq!(name_and_version("checkout"), pair("checkout", ""));
+    }
+
+    fn result(score: Option<i64>, errors: Vec<String>) -> InputResult {
+        let mut r = InputResult::error("x", String::new());
+        r.score = score;
+        r.errors = errors;
+        r
+    }
+
+    #[test]
+    fn exit_status_rules() {
+        let clean = result(Some(3), vec![]);
+        let hot = result(Some(9), vec![]);
+        let broken = result(None, vec!["missing".into()]);
+        assert_eq!(exit_status(&[result(Some(3), vec![])], None), 0);
+        assert_eq!(exit_status(&[clean, hot], Some(5)), 1);
+        assert_eq!(exit_status(&[result(Some(4), vec![])], Some(5)), 0);
+        assert_eq!(exit_status(&[result(Some(9), vec![]), broken], Some(5)), 2);
+    }
+}

@@ -1,0 +1,425 @@
+//! Node configuration: built-in defaults < `Config.toml` < `DRAGONFLY_*`
+//! environment variables, validated once at start.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use dragonfly_api::{Auth, ClientConfig, Grant, Secret};
+use dragonfly_engine::Limits;
+use dragonfly_orchestrator::NodeSettings;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// How the node authenticates to the control server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Auth0 OAuth2 (password or client-credentials grant).
+    Auth0,
+    /// Cloudflare Access service token.
+    Cloudflare,
+    /// A static bearer token (`token`).
+    Token,
+    /// No authentication (local servers).
+    None,
+}
+
+/// The OAuth2 grant used with Auth0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// Resource-owner password grant (`username`, `password`).
+    Password,
+    /// Client-credentials grant (machine-to-machine).
+    ClientCredentials,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the node. Field names are the `Config.toml` keys; the
+/// environment variable is `DRAGONFLY_` + the upper-cased name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Control server base URL.
+    pub base_url: String,
+    /// `auth0`, `cloudflare`, `token` or `none`.
+    pub auth_mode: AuthMode,
+    /// `password` or `client_credentials` (Auth0 only).
+    pub grant_type: GrantType,
+    /// Auth0 tenant domain; may carry a scheme and port for local servers.
+    pub auth0_domain: String,
+    /// Auth0 audience.
+    pub audience: String,
+    /// OAuth2 client id, or Cloudflare Access service-token id.
+    pub client_id: Option<String>,
+    /// OAuth2 client secret, or Cloudflare Access service-token secret.
+    pub client_secret: Option<String>,
+    /// Node account user name (password grant).
+    pub username: Option<String>,
+    /// Node account password (password grant).
+    pub password: Option<String>,
+    /// Static bearer token (`auth_mode = "token"`).
+    pub token: Option<String>,
+    /// Extra PEM CA certificate to trust.
+    pub ca_cert: Option<PathBuf>,
+    /// Scanning threads.
+    pub threads: usize,
+    /// Seconds between job requests while the server has no jobs.
+    pub load_duration: u64,
+    /// Jobs per request.
+    pub bulk_size: usize,
+    /// Largest distribution download, in bytes.
+    pub max_scan_size: u64,
+    /// Seconds a scanner waits when its queue is empty.
+    pub wait_duration: u64,
+    /// Per-file scan timeout, seconds.
+    pub scan_timeout: u64,
+    /// Largest total of uncompressed file bytes per distribution.
+    pub max_uncompressed_size: u64,
+    /// Largest single uncompressed file, bytes.
+    pub max_file_size: u64,
+    /// Most archive entries per distribution.
+    pub max_entries: u64,
+    /// Largest expansion ratio (uncompressed / compressed bytes).
+    pub max_expansion_ratio: u64,
+    /// Connect and read timeout of each HTTP request, seconds.
+    pub http_timeout: u64,
+    /// The server's lease (job timeout), seconds: the node holds no more
+    /// work than it expects to finish within half of it.
+    pub lease_timeout: u64,
+    /// Seconds between one-line summaries in the log.
+    pub summary_interval: u64,
+    /// Seconds allowed, after SIGINT/SIGTERM, to finish held jobs and
+    /// deliver their results.
+    pub grace_period: u64,
+    /// Directory caching compiled rules by hash (none: no cache).
+    pub rules_cache_dir: Option<PathBuf>,
+    /// Address for Prometheus metrics and health endpoints (none: off).
+    pub metrics_addr: Option<String>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_url: "https://dragonfly.vipyrsec.com".into(),
+            auth_mode: AuthMode::Auth0,
+            grant_type: GrantType::Password,
+            auth0_domain: "vipyrsec.us.auth0.com".into(),
+            audience: "https://dragonfly.vipyrsec.com".into(),
+            client_id: None,
+            client_secret: None,
+            username: None,
+            password: None,
+            token: None,
+            ca_cert: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            load_duration: 60,
+            bulk_size: 20,
+            max_scan_size: 128_000_000,
+            wait_duration: 10,
+            scan_timeout: 10,
+            max_uncompressed_size: 512 * 1024 * 1024,
+            max_file_size: 128 * 1024 * 1024,
+            max_entries: 100_000,
+            max_expansion_ratio: 200,
+            http_timeout: 30,
+            lease_timeout: 120,
+            summary_interval: 60,
+            grace_period: 90,
+            rules_cache_dir: None,
+            metrics_addr: None,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Names of the settings that hold secrets.
+const SECRET_KEYS: &[&str] = &["client_secret", "password", "token"];
+
+impl Config {
+    /// Loads defaults < `config_file` (if it exists) < `DRAGONFLY_*`
+    /// environment, then validates.
+    pub fn load(config_file: &Path) -> Result<Config> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file(config_file))
+                .merge(Env::prefixed("DRAGONFLY_")),
+        )
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config> {
+        let config: Config = figment.extract().map_err(|err| {
+            let errors: Vec<String> = err
+                .into_iter()
+                .map(|e| match e.path.last() {
+                    Some(key) => format!("setting `{key}` (DRAGONFLY_{}): {}", key.to_uppercase(), e.kind),
+                    None => e.to_string(),
+                })
+                .collect();
+            anyhow::anyhow!("invalid configuration: {}", errors.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values and their combinations, naming the setting at fault.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("threads", self.threads as u64),
+            ("bulk_size", self.bulk_size as u64),
+            ("max_scan_size", self.max_scan_size),
+            ("scan_timeout", self.scan_timeout),
+            ("max_uncompressed_size", self.max_uncompressed_size),
+            ("max_file_size", self.max_file_size),
+            ("max_entries", self.max_entries),
+            ("max_expansion_ratio", self.max_expansion_ratio),
+            ("http_timeout", self.http_timeout),
+            ("lease_timeout", self.lease_timeout),
+            ("summary_interval", self.summary_interval),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                bail!("setting `{key}` (DRAGONFLY_{}) must be at least 1", key.to_uppercase());
+            }
+        }
+        check_url("base_url", &self.base_url)?;
+        let missing = |key: &str, why: &str| {
+            anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}) is required {why}", key.to_uppercase())
+        };
+        match self.auth_mode {
+            AuthMode::Auth0 => {
+                let domain = if self.auth0_domain.contains("://") {
+                    self.auth0_domain.clone()
+                } else {
+                    format!("https://{}", self.auth0_domain)
+                };
+                check_url("auth0_domain", &domain)?;
+                self.client_id.as_ref().ok_or_else(|| missing("client_id", "for auth_mode auth0"))?;
+                self.client_secret.as_ref().ok_or_else(|| missing("client_secret", "for auth_mode auth0"))?;
+                if self.grant_type == GrantType::Password {
+                    self.username.as_ref().ok_or_else(|| missing("username", "for grant_type password"))?;
+                    self.password.as_ref().ok_or_else(|| missing("password", "for grant_type password"))?;
+                }
+            }
+            AuthMode::Cloudflare => {
+                self.client_id.as_ref().ok_or_else(|| missing("client_id", "for auth_mode cloudflare"))?;
+                self.client_secret
+                    .as_ref()
+                    .ok_or_else(|| missing("client_secret", "for auth_mode cloudflare"))?;
+            }
+            AuthMode::Token => {
+                self.token.as_ref().ok_or_else(|| missing("token", "for auth_mode token"))?;
+            }
+            AuthMode::None => {}
+        }
+        if let Some(addr) = &self.metrics_addr {
+            addr.parse::<std::net::SocketAddr>().map_err(|e| {
+                anyhow::anyhow!("setting `metrics_addr` (DRAGONFLY_METRICS_ADDR) `{addr}` is not host:port: {e}")
+            })?;
+        }
+        if let Some(path) = &self.ca_cert
+            && !path.is_file()
+        {
+            bail!("setting `ca_cert` (DRAGONFLY_CA_CERT): `{}` is not a readable file", path.display());
+        }
+        Ok(())
+    }
+
+    /// The API client settings.
+    pub fn client_config(&self) -> ClientConfig {
+        let secret = |s: &Option<String>| Secret::new(s.clone().unwrap_or_default());
+        let auth = match self.auth_mode {
+            AuthMode::None => Auth::None,
+            AuthMode::Token => Auth::Token(secret(&self.token)),
+            AuthMode::Cloudflare => Auth::Cloudflare {
+                client_id: self.client_id.clone().unwrap_or_default(),
+                client_secret: secret(&self.client_secret),
+            },
+            AuthMode::Auth0 => Auth::Auth0 {
+                domain: self.auth0_domain.clone(),
+                audience: self.audience.clone(),
+                client_id: self.client_id.clone().unwrap_or_default(),
+                client_secret: secret(&self.client_secret),
+                grant: match self.grant_type {
+                    GrantType::Password => Grant::Password {
+                        username: self.username.clone().unwrap_or_default(),
+                        password: secret(&self.password),
+                    },
+                    GrantType::ClientCredentials => Grant::ClientCredentials,
+                },
+            },
+        };
+        let mut config = ClientConfig::new(self.base_url.clone(), auth);
+        config.connect_timeout = Duration::from_secs(self.http_timeout);
+        config.read_timeout = Duration::from_secs(self.http_timeout);
+        config.ca_cert = self.ca_cert.clone();
+        config
+    }
+
+    /// The orchestrator settings.
+    pub fn node_settings(&self) -> NodeSettings {
+        let secs = Duration::from_secs;
+        NodeSettings {
+            threads: self.threads,
+            bulk_size: self.bulk_size,
+            load_duration: secs(self.load_duration),
+            wait_duration: secs(self.wait_duration.max(1)),
+            lease_timeout: secs(self.lease_timeout),
+            max_scan_size: self.max_scan_size,
+            limits: Limits {
+                max_total_bytes: self.max_uncompressed_size,
+                max_file_bytes: self.max_file_size,
+                max_entries: self.max_entries,
+                max_ratio: self.max_expansion_ratio,
+            },
+            scan_timeout: secs(self.scan_timeout),
+            grace_period: secs(self.grace_period),
+            summary_interval: secs(self.summary_interval),
+            rules_cache_dir: self.rules_cache_dir.clone(),
+            download_retries: 2,
+        }
+    }
+
+    /// The effective configuration as TOML, with secrets masked.
+    pub fn to_masked_toml(&self) -> Result<String> {
+        let mut value = toml::Value::try_from(self)?;
+        if let Some(table) = value.as_table_mut() {
+            for key in SECRET_KEYS {
+                if let Some(v) = table.get_mut(*key) {
+                    *v = toml::Value::String("***".into());
+                }
+            }
+        }
+        Ok(toml::to_string(&value)?)
+    }
+}
+
+fn check_url(key: &str, url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}): `{url}` is not an http(s) URL", key.to_uppercase()))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        bail!("setting `{key}` (DRAGONFLY_{}): `{url}` has no host", key.to_uppercase());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(jail: &Jail) -> Result<Config> {
+        Config::load(&jail.directory().join("Config.toml"))
+    }
+
+    #[test]
+    fn defaults_match_the_protocol() {
+        let c = Config::default();
+        assert_eq!(c.base_url, "https://dragonfly.vipyrsec.com");
+        assert_eq!(c.auth0_domain, "vipyrsec.us.auth0.com");
+        assert_eq!(c.audience, "https://dragonfly.vipyrsec.com");
+        assert_eq!((c.load_duration, c.bulk_size, c.max_scan_size, c.wait_duration), (60, 20, 128_000_000, 10));
+        assert!(c.threads >= 1);
+    }
+
+    #[test]
+    fn environment_wins_over_file_which_wins_over_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file("Config.toml", "auth_mode = \"none\"\nbulk_size = 5\nthreads = 3\n")?;
+            jail.set_env("DRAGONFLY_BULK_SIZE", "7");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!((c.bulk_size, c.threads, c.load_duration), (7, 3, 60));
+            assert_eq!(c.auth_mode, AuthMode::None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("DRAGONFLY_THREADS", "0", "`threads` (DRAGONFLY_THREADS) must be at least 1"),
+            ("DRAGONFLY_BASE_URL", "not a url", "`base_url` (DRAGONFLY_BASE_URL)"),
+            ("DRAGONFLY_BULK_SIZE", "many", "`bulk_size` (DRAGONFLY_BULK_SIZE)"),
+            ("DRAGONFLY_AUTH_MODE", "kerberos", "`auth_mode` (DRAGONFLY_AUTH_MODE)"),
+        ];
+        for (key, value, expected) in cases {
+            Jail::expect_with(|jail| {
+                jail.set_env("DRAGONFLY_AUTH_MODE", "none");
+                jail.set_env(key, value);
+                let err = load_in_jail(jail).unwrap_err().to_string();
+                assert!(err.contains(expected), "{key}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn password_grant_needs_a_password() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DRAGONFLY_CLIENT_ID", "id");
+            jail.set_env("DRAGONFLY_CLIENT_SECRET", "s");
+            jail.set_env("DRAGONFLY_USERNAME", "node");
+            let err = load_in_jail(jail).unwrap_err().to_string();
+            assert!(err.contains("`password` (DRAGONFLY_PASSWORD) is required for grant_type password"), "{err}");
+            jail.set_env("DRAGONFLY_GRANT_TYPE", "client_credentials");
+            load_in_jail(jail).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn configuration_doc_lists_exactly_the_settings() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `DRAGONFLY_"))
+            .filter_map(|rest| rest.split_once('`'))
+            .map(|(key, _)| key.to_lowercase())
+            .collect();
+        let value = toml::Value::try_from(Config {
+            client_id: Some(String::new()),
+            client_secret: Some(String::new()),
+            username: Some(String::new()),
+            password: Some(String::new()),
+            token: Some(String::new()),
+            ca_cert: Some(PathBuf::new()),
+            rules_cache_dir: Some(PathBuf::new()),
+            metrics_addr: Some(String::new()),
+            ..Config::default()
+        })
+        .unwrap();
+        let fields: std::collections::BTreeSet<String> = value.as_table().unwrap().keys().cloned().collect();
+        assert_eq!(documented, fields, "docs/configuration.md and Config disagree");
+    }
+
+    #[test]
+    fn masked_output_hides_secrets() {
+        let config = Config {
+            client_secret: Some("cs-very-secret".into()),
+            password: Some("pw-very-secret".into()),
+            token: Some("tok-very-secret".into()),
+            ..Config::default()
+        };
+        let text = config.to_masked_toml().unwrap();
+        for secret in ["cs-very-secret", "pw-very-secret", "tok-very-secret"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("client_secret = \"***\""), "{text}");
+        assert!(text.contains("bulk_size = 20"), "{text}");
+    }
+}

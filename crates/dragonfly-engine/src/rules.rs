@@ -1,0 +1,485 @@
+//! Compiling YARA sources into a [`RuleSet`] and reading the rule metadata
+//! the scorer relies on (`weight`, `filetype`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use yara_x::MetaValue;
+
+/// The rule files that ship inside the binary, as `(file name, source)`.
+const BUNDLED: &[(&str, &str)] = &[
+    ("credentials.yar", include_str!("../rules/credentials.yar")),
+    ("execution.yar", include_str!("../rules/execution.yar")),
+    ("install_hooks.yar", include_str!("../rules/install_hooks.yar")),
+    ("network.yar", include_str!("../rules/network.yar")),
+    ("obfuscation.yar", include_str!("../rules/obfuscation.yar")),
+];
+
+/// The hash reported for the bundled rules.
+pub const BUNDLED_HASH: &str = concat!("bundled-", env!("CARGO_PKG_VERSION"));
+
+/// What the scorer knows about one compiled rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's namespace: the name of the source it came from.
+    pub namespace: String,
+    /// The rule's identifier, as reported in `rules_matched`.
+    pub name: String,
+    /// Contribution to a score (`weight` metadata; 0 when absent).
+    pub weight: i64,
+    /// File-name suffixes the rule applies to (`filetype` metadata); `None`
+    /// means every file.
+    pub filetypes: Option<Vec<String>>,
+}
+
+impl RuleInfo {
+    /// Whether a match of this rule counts for a file at `path`.
+    pub fn applies_to(&self, path: &str) -> bool {
+        match &self.filetypes {
+            None => true,
+            Some(suffixes) => suffixes.iter().any(|s| path.ends_with(s.as_str())),
+        }
+    }
+}
+
+/// Occurs when a rule set cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// A source failed to compile.
+    #[error("rule source `{source_name}`{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Syntax {
+        /// Name of the rule source (file name).
+        source_name: String,
+        /// 1-based line of the first error, when known.
+        line: Option<usize>,
+        /// The compiler's message (first line of its report).
+        message: String,
+        /// The full report, with the offending code.
+        report: String,
+    },
+    /// A rule's `weight` or `filetype` metadata is not usable.
+    #[error("rule `{rule}` in `{source_name}`: {message}")]
+    Metadata {
+        /// Name of the rule source.
+        source_name: String,
+        /// Rule identifier.
+        rule: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A rules file or directory could not be read.
+    #[error("can not read rules `{}`: {err}", path.display())]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        err: std::io::Error,
+    },
+    /// Compiled rules could not be serialized or deserialized.
+    #[error("compiled rules: {message}")]
+    Serialization {
+        /// What went wrong.
+        message: String,
+    },
+    /// No rule sources were given or found.
+    #[error("no rules found{}", path.as_ref().map(|p| format!(" in `{}` (expected *.yar or *.yara files)", p.display())).unwrap_or_default())]
+    Empty {
+        /// The directory searched, when loading from disk.
+        path: Option<PathBuf>,
+    },
+}
+
+/// A compiled set of YARA rules with the metadata used for scoring.
+///
+/// Compile once per rule-set hash and share it (`Arc<RuleSet>`) between all
+/// threads: it is `Send + Sync` and read-only.
+pub struct RuleSet {
+    yara: yara_x::Rules,
+    hash: String,
+    info: Vec<RuleInfo>,
+    /// namespace -> rule name -> position in `info`.
+    index: HashMap<String, HashMap<String, usize>>,
+    warnings: Vec<String>,
+    /// Some rule has no `filetype`: every file must be scanned.
+    any_rule_for_all_files: bool,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("hash", &self.hash)
+            .field("rules", &self.info.len())
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// Compiles `(source name, YARA source)` pairs, one namespace per source,
+    /// as the control server's `GET /rules` sends them. `hash` identifies the
+    /// rule set in reports (the rule repository's commit).
+    pub fn compile<I, N, S>(hash: impl Into<String>, sources: I) -> Result<RuleSet, CompileError>
+    where
+        I: IntoIterator<Item = (N, S)>,
+        N: AsRef<str>,
+        S: AsRef<str>,
+    {
+        let mut compiler = yara_x::Compiler::new();
+        let mut count = 0;
+        for (name, source) in sources {
+            let (name, source) = (name.as_ref(), source.as_ref());
+            count += 1;
+            compiler.new_namespace(name);
+            let code = yara_x::SourceCode::from(source).with_origin(name);
+            if let Err(err) = compiler.add_source(code) {
+                return Err(syntax_error(name, &err));
+            }
+        }
+        if count == 0 {
+            return Err(CompileError::Empty { path: None });
+        }
+        let warnings = compiler.warnings().iter().map(|w| w.to_string()).collect();
+        let yara = compiler.build();
+        Self::from_compiled(hash.into(), yara, warnings)
+    }
+
+    /// Loads rules from a `.yar`/`.yara` file or a directory of them
+    /// (searched recursively). The hash is `local-` followed by a digest of
+    /// the sources, so edits give a new hash.
+    pub fn load(path: &Path) -> Result<RuleSet, CompileError> {
+        let io_err = |err| CompileError::Io { path: path.to_path_buf(), err };
+        let meta = std::fs::metadata(path).map_err(io_err)?;
+        let mut sources = BTreeMap::new();
+        if meta.is_dir() {
+            collect_rule_files(path, path, &mut sources)?;
+            if sources.is_empty() {
+                return Err(CompileError::Empty { path: Some(path.to_path_buf()) });
+            }
+        } else {
+            let source = std::fs::read_to_string(path).map_err(io_err)?;
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            sources.insert(name.unwrap_or_else(|| "rules".into()), source);
+        }
+        let hash = format!("local-{:016x}", digest(&sources));
+        Self::compile(hash, &sources)
+    }
+
+    /// The default rules that ship inside this crate: typical PyPI malware
+    /// behaviour, each rule with a `weight` and a `filetype`.
+    pub fn bundled() -> RuleSet {
+        // The bundled sources are tested to compile (see the tests below).
+        Self::compile(BUNDLED_HASH, BUNDLED.iter().copied())
+            .unwrap_or_else(|err| panic!("bundled rules do not compile: {err}"))
+    }
+
+    /// The bundled rule sources, `(file name, source)`.
+    pub fn bundled_sources() -> impl Iterator<Item = (&'static str, &'static str)> {
+        BUNDLED.iter().copied()
+    }
+
+    fn from_compiled(
+        hash: String,
+        yara: yara_x::Rules,
+        warnings: Vec<String>,
+    ) -> Result<RuleSet, CompileError> {
+        let mut warnings = warnings;
+        let mut info = Vec::new();
+        let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for rule in yara.iter() {
+            let rule_info = read_metadata(&rule, &mut warnings)?;
+            index
+                .entry(rule_info.namespace.clone())
+                .or_default()
+                .insert(rule_info.name.clone(), info.len());
+            info.push(rule_info);
+        }
+        for warning in &warnings {
+            log::warn!("rules {hash}: {warning}");
+        }
+        let any_rule_for_all_files = info.iter().any(|r| r.filetypes.is_none());
+        Ok(RuleSet { yara, hash, info, index, warnings, any_rule_for_all_files })
+    }
+
+    /// The compiled rules as bytes, for a cache keyed by hash. Only this
+    /// build of the engine can read them back ([`RuleSet::deserialize`]).
+    pub fn serialize(&self) -> Result<Vec<u8>, CompileError> {
+        self.yara.serialize().map_err(|e| CompileError::Serialization { message: e.to_string() })
+    }
+
+    /// Reads rules written by [`RuleSet::serialize`], skipping compilation.
+    pub fn deserialize(hash: impl Into<String>, bytes: &[u8]) -> Result<RuleSet, CompileError> {
+        let yara = yara_x::Rules::deserialize(bytes)
+            .map_err(|e| CompileError::Serialization { message: e.to_string() })?;
+        Self::from_compiled(hash.into(), yara, Vec::new())
+    }
+
+    /// The identifier of this rule set (the rule repository's commit).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Every compiled rule with its scoring metadata.
+    pub fn rules(&self) -> &[RuleInfo] {
+        &self.info
+    }
+
+    /// Compiler warnings and metadata warnings, one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Whether any rule can match a file at `path` once the `filetype`
+    /// filter is applied. Files for which this is false are never scanned.
+    pub fn applies_to(&self, path: &str) -> bool {
+        self.any_rule_for_all_files || self.info.iter().any(|r| r.applies_to(path))
+    }
+
+    /// The compiled yara-x rules.
+    pub fn yara(&self) -> &yara_x::Rules {
+        &self.yara
+    }
+
+    pub(crate) fn lookup(&self, namespace: &str, name: &str) -> Option<&RuleInfo> {
+        self.index.get(namespace)?.get(name).map(|&i| &self.info[i])
+    }
+}
+
+fn syntax_error(source_name: &str, err: &yara_x::errors::CompileError) -> CompileError {
+    let line = err
+        .labels()
+        .next()
+        .and_then(|label| serde_json::to_value(&label).ok())
+        .and_then(|value| value.get("line").and_then(|l| l.as_u64()))
+        .map(|l| l as usize);
+    CompileError::Syntax {
+        source_name: source_name.to_owned(),
+        line,
+        message: err.title().to_owned(),
+        report: err.to_string(),
+    }
+}
+
+fn read_metadata(rule: &yara_x::Rule, warnings: &mut Vec<String>) -> Result<RuleInfo, CompileError> {
+    let namespace = rule.namespace().to_owned();
+    let name = rule.identifier().to_owned();
+    let bad = |message: String| CompileError::Metadata {
+        source_name: namespace.clone(),
+        rule: name.clone(),
+        message,
+    };
+    let mut weight = None;
+    let mut filetypes = None;
+    for (key, value) in rule.metadata() {
+        match key {
+            "weight" => {
+                if weight.is_some() {
+                    warnings.push(format!("rule `{name}` in `{namespace}`: `weight` given twice, the last one counts"));
+                }
+                weight = Some(match value {
+                    MetaValue::Integer(n) => n,
+                    MetaValue::String(s) => {
+                        let n = s.trim().parse::<i64>().map_err(|_| {
+                            bad(format!("`weight` must be an integer, found the string {s:?}"))
+                        })?;
+                        warnings.push(format!(
+                            "rule `{name}` in `{namespace}`: `weight` is the string {s:?}, read as {n}"
+                        ));
+                        n
+                    }
+                    other => return Err(bad(format!("`weight` must be an integer, found {other:?}"))),
+                });
+            }
+            "filetype" => {
+                let MetaValue::String(s) = value else {
+                    return Err(bad(format!("`filetype` must be a string of suffixes, found {value:?}")));
+                };
+                let suffixes: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+                if suffixes.is_empty() {
+                    warnings.push(format!(
+                        "rule `{name}` in `{namespace}`: empty `filetype`, the rule applies to every file"
+                    ));
+                    filetypes = None;
+                } else {
+                    filetypes = Some(suffixes);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(RuleInfo { namespace, name, weight: weight.unwrap_or(0), filetypes })
+}
+
+fn collect_rule_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), CompileError> {
+    let io_err = |err| CompileError::Io { path: dir.to_path_buf(), err };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io_err)?
+        .collect::<Result<_, _>>()
+        .map_err(io_err)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_rule_files(root, &path, out)?;
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yar" | "yara")) {
+            let source = std::fs::read_to_string(&path)
+                .map_err(|err| CompileError::Io { path: path.clone(), err })?;
+            let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            out.insert(name, source);
+        }
+    }
+    Ok(())
+}
+
+/// FNV-1a over names and sources: a stable, dependency-free content digest.
+fn digest(sources: &BTreeMap<String, String>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, source) in sources {
+        for byte in name.bytes().chain([0]).chain(source.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(sources: &[(&str, &str)]) -> Result<RuleSet, CompileError> {
+        RuleSet::compile("h", sources.iter().copied())
+    }
+
+    #[test]
+    fn bundled_rules_compile_with_weights_and_filetypes() {
+        let rules = RuleSet::bundled();
+        assert!(rules.rules().len() >= 20, "only {} bundled rules", rules.rules().len());
+        for rule in rules.rules() {
+            assert!(rule.weight > 0, "bundled rule {} has no weight", rule.name);
+        }
+        assert!(rules.rules().iter().any(|r| r.filetypes.is_some()));
+        assert_eq!(rules.hash(), BUNDLED_HASH);
+    }
+
+    #[test]
+    fn reads_weight_and_filetype() {
+        let rules = compile(&[(
+            "a.yar",
+            r#"rule a { meta: weight = 3 filetype = ".py setup.py" condition: true }
+               rule b { condition: true }"#,
+        )])
+        .unwrap();
+        assert_eq!(
+            rules.rules(),
+            &[
+                RuleInfo {
+                    namespace: "a.yar".into(),
+                    name: "a".into(),
+                    weight: 3,
+                    filetypes: Some(vec![".py".into(), "setup.py".into()]),
+                },
+                RuleInfo { namespace: "a.yar".into(), name: "b".into(), weight: 0, filetypes: None },
+            ]
+        );
+        assert!(rules.rules()[0].applies_to("pkg/setup.py"));
+        assert!(!rules.rules()[0].applies_to("pkg/data.json"));
+    }
+
+    #[test]
+    fn same_rule_name_in_two_sources() {
+        let rules = compile(&[
+            ("one.yar", "rule dup { meta: weight = 1 condition: true }"),
+            ("two.yar", "rule dup { meta: weight = 2 condition: true }"),
+        ])
+        .unwrap();
+        assert_eq!(rules.lookup("one.yar", "dup").unwrap().weight, 1);
+        assert_eq!(rules.lookup("two.yar", "dup").unwrap().weight, 2);
+    }
+
+    #[test]
+    fn syntax_error_names_source_and_line() {
+        let err = compile(&[
+            ("good.yar", "rule ok { condition: true }"),
+            ("bad.yar", "rule ok2 {\n condition:\n   true and and\n}"),
+        ])
+        .unwrap_err();
+        match &err {
+            CompileError::Syntax { source_name, line, .. } => {
+                assert_eq!(source_name, "bad.yar");
+                assert_eq!(*line, Some(3));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().starts_with("rule source `bad.yar` line 3: "), "{err}");
+    }
+
+    #[test]
+    fn malformed_weight_is_an_error() {
+        for bad in [r#"weight = "heavy""#, "weight = 1.5", "weight = true"] {
+            let src = format!("rule r {{ meta: {bad} condition: true }}");
+            let err = compile(&[("w.yar", &src)]).unwrap_err();
+            assert!(matches!(err, CompileError::Metadata { ref rule, .. } if rule == "r"), "{bad}: {err}");
+        }
+        let err = compile(&[("f.yar", "rule r { meta: filetype = 3 condition: true }")]).unwrap_err();
+        assert!(err.to_string().contains("`filetype` must be a string"), "{err}");
+    }
+
+    #[test]
+    fn numeric_string_weight_is_read_with_a_warning() {
+        let rules = compile(&[("w.yar", r#"rule r { meta: weight = "4" condition: true }"#)]).unwrap();
+        assert_eq!(rules.rules()[0].weight, 4);
+        assert!(rules.warnings().iter().any(|w| w.contains("read as 4")), "{:?}", rules.warnings());
+    }
+
+    #[test]
+    fn applies_to_needs_a_matching_suffix_unless_a_rule_covers_all_files() {
+        let only_py = compile(&[("a", r#"rule a { meta: filetype = ".py" condition: true }"#)]).unwrap();
+        assert!(only_py.applies_to("x/y.py"));
+        assert!(!only_py.applies_to("x/y.so"));
+        let all = compile(&[
+            ("a", r#"rule a { meta: filetype = ".py" condition: true }"#),
+            ("b", "rule b { condition: true }"),
+        ])
+        .unwrap();
+        assert!(all.applies_to("x/y.so"));
+    }
+
+    #[test]
+    fn serialized_rules_round_trip() {
+        let rules = compile(&[("a.yar", r#"rule a { meta: weight = 3 filetype = ".py" condition: true }"#)]).unwrap();
+        let bytes = rules.serialize().unwrap();
+        let back = RuleSet::deserialize("h2", &bytes).unwrap();
+        assert_eq!(back.rules(), rules.rules());
+        assert_eq!(back.hash(), "h2");
+        assert!(matches!(RuleSet::deserialize("x", b"garbage"), Err(CompileError::Serialization { .. })));
+    }
+
+    #[test]
+    fn empty_rule_set_is_an_error() {
+        assert!(matches!(compile(&[]), Err(CompileError::Empty { path: None })));
+    }
+
+    #[test]
+    fn load_directory_is_recursive_and_hash_follows_content() {
+        let dir = std::env::temp_dir().join(format!("dragonfly-rules-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("a.yar"), "rule a { meta: weight = 1 condition: true }").unwrap();
+        std::fs::write(dir.join("sub/b.yara"), "rule b { meta: weight = 2 condition: true }").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a rule").unwrap();
+        let first = RuleSet::load(&dir).unwrap();
+        let names: Vec<_> = first.rules().iter().map(|r| (r.namespace.as_str(), r.name.as_str())).collect();
+        assert_eq!(names, [("a.yar", "a"), ("sub/b.yara", "b")]);
+        std::fs::write(dir.join("a.yar"), "rule a { meta: weight = 5 condition: true }").unwrap();
+        let second = RuleSet::load(&dir).unwrap();
+        assert_ne!(first.hash(), second.hash());
+        assert!(second.hash().starts_with("local-"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(RuleSet::load(&dir), Err(CompileError::Io { .. })));
+    }
+}

