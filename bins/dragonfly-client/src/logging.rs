@@ -14,6 +14,11 @@ pub fn init(default_filter: &str) {
 pub fn init_with_format(default_filter: &str, format: LogFormat) {
     let env = env_logger::Env::default().default_filter_or(default_filter);
     let mut builder = env_logger::Builder::from_env(env);
+    // At trace level ureq dumps raw HTTP traffic, credentials included.
+    if std::env::var("RUST_LOG").is_ok_and(|filter| filter.to_ascii_lowercase().contains("trace")) {
+        builder.filter_module("ureq_proto", log::LevelFilter::Debug);
+        builder.filter_module("ureq", log::LevelFilter::Debug);
+    }
     match format {
         LogFormat::Text => {
             builder.format_timestamp_millis();

@@ -1,5 +1,6 @@
 //! Credentials: logging in (Auth0, Cloudflare Access), single-flight renewal, backoff.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -95,6 +96,10 @@ pub(crate) struct Authenticator {
     backoff_max: Duration,
     state: Mutex<State>,
     renewed: Condvar,
+    /// Successful logins, for metrics.
+    logins: AtomicU64,
+    /// Failed login attempts, for metrics.
+    login_failures: AtomicU64,
 }
 
 impl Authenticator {
@@ -122,6 +127,8 @@ impl Authenticator {
             backoff_max: config.login_backoff_max,
             state: Mutex::new(State::default()),
             renewed: Condvar::new(),
+            logins: AtomicU64::new(0),
+            login_failures: AtomicU64::new(0),
         })
     }
 
@@ -181,10 +188,12 @@ impl Authenticator {
                     state.failures = 0;
                     state.retry_at = None;
                     state.last_failure = None;
+                    self.logins.fetch_add(1, Ordering::Relaxed);
                     log::info!("logged in ({})", self.mode_name());
                     Ok(Some(credential))
                 }
                 Err(err) => {
+                    self.login_failures.fetch_add(1, Ordering::Relaxed);
                     state.failures = state.failures.saturating_add(1);
                     let attempts = state.failures.saturating_add(state.refusals);
                     let delay = backoff_delay(attempts, self.backoff_base, self.backoff_max, fastrand::f64());
@@ -250,6 +259,11 @@ impl Authenticator {
                 state.credential.as_ref().is_some_and(|c| c.is_usable(Instant::now()))
             }
         }
+    }
+
+    /// (successful logins, failed login attempts) so far.
+    pub(crate) fn login_counts(&self) -> (u64, u64) {
+        (self.logins.load(Ordering::Relaxed), self.login_failures.load(Ordering::Relaxed))
     }
 
     pub(crate) fn mode_name(&self) -> &'static str {
@@ -526,10 +540,22 @@ mod tests {
         }
     }
 
+    /// A loopback port whose server hangs up on every connection.
+    fn hang_up_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                drop(stream);
+            }
+        });
+        port
+    }
+
     #[test]
     fn a_failed_early_renewal_keeps_the_old_credential() {
-        // Nothing listens on this port: every login fails with a network error.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Every login fails with a network error.
+        let port = hang_up_port();
         let url = format!("http://127.0.0.1:{port}");
         let auth = Auth::Cloudflare { client_id: "id".into(), client_secret: "secret".into() };
         let mut config = ClientConfig::new(url.as_str(), auth);

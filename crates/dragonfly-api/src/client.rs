@@ -28,6 +28,16 @@ struct Inner {
     max_response_bytes: u64,
 }
 
+/// Login counters of a [`Client`], for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthStats {
+    /// Successful logins (Auth0 token or Cloudflare cookie), the first included.
+    pub renewals: u64,
+    /// Login attempts that failed (calls refused during the backoff not counted).
+    pub failures: u64,
+}
+
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
@@ -68,6 +78,12 @@ impl Client {
     /// Whether an unexpired credential is held (always true without login).
     pub fn is_authenticated(&self) -> bool {
         self.inner.auth.is_authenticated()
+    }
+
+    /// Login counters since the client was built (all zero without login).
+    pub fn auth_stats(&self) -> AuthStats {
+        let (renewals, failures) = self.inner.auth.login_counts();
+        AuthStats { renewals, failures }
     }
 
     /// `GET /rules`: the current rule set.

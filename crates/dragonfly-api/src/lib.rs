@@ -50,7 +50,7 @@ pub mod pypi;
 mod secret;
 mod wire;
 
-pub use client::Client;
+pub use client::{AuthStats, Client};
 pub use config::{
     Auth, AuthMode, AuthSettings, ClientConfig, DEFAULT_AUDIENCE, DEFAULT_AUTH0_DOMAIN, DEFAULT_BASE_URL,
     DEFAULT_PYPI_INDEX, Grant, GrantType,

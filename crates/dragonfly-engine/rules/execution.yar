@@ -96,8 +96,9 @@ rule windows_download_cradle {
     strings:
         $ps_enc = /powershell(\.exe)?(\s[^\n]{0,120})?\s-(e|ec|enc|encodedcommand)\s+['"]?[A-Za-z0-9+\/]{20,}/ nocase
         $ps_hidden = /powershell(\.exe)?(\s[^\n]{0,120})?\s-w(indowstyle)?\s+hidden/ nocase
-        $iex1 = /\b(iex|invoke-expression)\b[^\n]{0,80}(downloadstring|invoke-webrequest|invoke-restmethod|\biwr\b|\birm\b)/ nocase
-        $iex2 = /(downloadstring|downloaddata)\s*\([^\n]{0,200}\|\s*(iex|invoke-expression)\b/ nocase
+        // IEX(New-Object Net.WebClient).DownloadString(...), iex (iwr ...), iwr ... | iex
+        $iex1 = /\b(iex|invoke-expression)\s*\(\s*(\(\s*)?(new-object\s+(system\.)?net\.webclient\s*\)\s*\.\s*download(string|data)|iwr|irm|invoke-webrequest|invoke-restmethod)\b/ nocase
+        $iex2 = /\b(iwr|irm|invoke-webrequest|invoke-restmethod|downloadstring\s*\([^\n)]{0,200}\))[^\n|]{0,200}\|\s*(iex|invoke-expression)\b/ nocase
         $certutil = /certutil(\.exe)?\s[^\n]{0,60}-urlcache\b/ nocase
         $bitsadmin = /bitsadmin(\.exe)?\s[^\n]{0,60}\/transfer\b/ nocase
         $mshta = /mshta(\.exe)?\s+['"]?https?:/ nocase

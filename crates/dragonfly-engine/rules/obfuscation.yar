@@ -68,17 +68,17 @@ rule obfuscator_tool_marker {
 
 rule unicode_lookalike_identifiers {
     meta:
-        description = "calls through identifiers written with mathematical or fullwidth letters (NFKC-normalised by Python, invisible to naive greps)"
+        description = "several calls through identifiers written with mathematical or fullwidth letters (NFKC-normalised by Python, invisible to naive greps)"
         author = "dragonfly-client"
         weight = 6
         filetype = ".py .pyw .pth"
     strings:
         // U+1D400..U+1D7FF mathematical alphanumerics inside an identifier followed by '('.
-        $math = /([A-Za-z_]\xF0\x9D[\x90-\x9F][\x80-\xBF]|\xF0\x9D[\x90-\x9F][\x80-\xBF]([A-Za-z0-9_]|\xF0\x9D[\x90-\x9F][\x80-\xBF]))([A-Za-z0-9_]|\xF0\x9D[\x90-\x9F][\x80-\xBF]){0,15}\s*\(/
+        $math = /([A-Za-z_]\xF0\x9D[\x90-\x9F][\x80-\xBF]|\xF0\x9D[\x90-\x9F][\x80-\xBF]([A-Za-z0-9_]|\xF0\x9D[\x90-\x9F][\x80-\xBF]))([A-Za-z0-9_]|\xF0\x9D[\x90-\x9F][\x80-\xBF]){0,15}[ \t]*\(/
         // U+FF21..U+FF3A and U+FF41..U+FF5A fullwidth letters, same shape.
-        $fullwidth = /([A-Za-z_](\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A])|(\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A])([A-Za-z0-9_]|\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A]))([A-Za-z0-9_]|\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A]){0,15}\s*\(/
+        $fullwidth = /([A-Za-z_](\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A])|(\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A])([A-Za-z0-9_]|\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A]))([A-Za-z0-9_]|\xEF\xBC[\xA1-\xBA]|\xEF\xBD[\x81-\x9A]){0,15}[ \t]*\(/
     condition:
-        #math + #fullwidth >= 2
+        #math + #fullwidth >= 3
 }
 
 rule dynamic_builtin_exec_lookup {
@@ -88,7 +88,8 @@ rule dynamic_builtin_exec_lookup {
         weight = 6
         filetype = ".py .pyw .pth"
     strings:
-        $getattr = /getattr\s*\(\s*(__builtins__|builtins|__import__\(\s*['"](builtins|__builtin__)['"]\s*\))\s*,\s*['"](exec|eval|compile|__import__)['"]/
+        // Plain getattr(builtins, "exec") is common py2/py3 compatibility code; not matched.
+        $getattr = /getattr\s*\(\s*(__builtins__|__import__\(\s*['"](builtins|__builtin__)['"]\s*\))\s*,\s*['"](exec|eval|compile|__import__)['"]/
         $split_exec = /['"]ex['"]\s*\+\s*['"]ec['"]|['"]e['"]\s*\+\s*['"]xec['"]|['"]exe['"]\s*\+\s*['"]c['"]/
         $split_eval = /['"]ev['"]\s*\+\s*['"]al['"]|['"]e['"]\s*\+\s*['"]val['"]|['"]eva['"]\s*\+\s*['"]l['"]/
         $builtins_dict = /(globals|vars|locals)\s*\(\s*\)\s*\[\s*['"]__builtins__['"]\s*\]/

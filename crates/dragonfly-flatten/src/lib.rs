@@ -48,6 +48,18 @@
 //! every entry that is not a directory (name ending in `/`), a symlink or
 //! another Unix special file according to its mode bits. Duplicate names in
 //! one zip are all kept.
+//!
+//! # Content hidden from some readers
+//!
+//! A zip is read through its central directory, but first checked so that
+//! nothing a streaming extractor would see is missed: entries must not
+//! overlap each other or the central directory, no local file header may sit
+//! outside the listed entries, local and central headers must agree on name,
+//! compression method and encryption, and an archive listing no entries must
+//! consist of its end record only. A tar is read on past its end-of-archive
+//! blocks (as `tar --ignore-zeros` would), and compressed streams are read to
+//! their end, so a truncated trailer is an error. Any of these is
+//! [`Error::Corrupt`].
 
 mod budget;
 mod detect;

@@ -397,7 +397,7 @@ impl Shared {
         };
         let started = Instant::now();
         let scanned = catch_unwind(AssertUnwindSafe(|| pool.install(|| engine.scan_archive(url, &bytes))));
-        Stats::add(&self.stats.scan_micros, started.elapsed().as_micros() as u64);
+        self.stats.observe_scan(started.elapsed());
         scanned.unwrap_or_else(|panic| {
             let message = panic
                 .downcast_ref::<&str>()
@@ -519,7 +519,9 @@ impl Shared {
                     log::debug!("{label}: result delivered");
                     self.finish_result(&mut queue);
                 }
-                Err(err) if err.is_transient() => {
+                // A failed login is retried too: results are never dropped
+                // for a problem on this side.
+                Err(err) if err.is_transient() || err.kind() == ErrorKind::Auth => {
                     failures += 1;
                     Stats::add(&self.stats.results_retried, 1);
                     self.delivery_blocked.store(true, Ordering::Relaxed);

@@ -89,6 +89,7 @@ impl Rules {
                 let hash = engine.rules().hash().to_owned();
                 let previous = self.current_hash();
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+                *self.stats.rule_hash.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash.clone());
                 *backoff = Backoff::default();
                 match previous {
                     Some(old) => log::info!("rules updated from {old} to {hash}"),
@@ -128,6 +129,7 @@ impl Rules {
             Ok,
         )?;
         Stats::add(&self.stats.rule_loads, 1);
+        self.stats.rule_compile_micros.store(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
         Ok(Engine::new(Arc::new(rules)).with_limits(self.limits.clone()).with_timeout(self.timeout))
     }

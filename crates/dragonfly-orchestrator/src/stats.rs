@@ -1,8 +1,12 @@
 //! Counters the node keeps while it runs, for the periodic summary and for
 //! metrics.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Upper bounds (seconds) of the scan-time histogram buckets.
+pub const SCAN_SECONDS_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Live counters, shared by every thread of a node.
 #[derive(Debug)]
@@ -40,12 +44,19 @@ pub struct Stats {
     pub bytes_scanned: AtomicU64,
     /// Bytes of distributions downloaded.
     pub bytes_downloaded: AtomicU64,
-    /// Sum of per-job scan time, microseconds.
+    /// Sum of per-distribution scan time, microseconds.
     pub scan_micros: AtomicU64,
     /// Rule sets compiled (or loaded from the cache).
     pub rule_loads: AtomicU64,
     /// Rule set fetches or compilations that failed.
     pub rule_failures: AtomicU64,
+    /// Time spent compiling (or loading) the current rules, microseconds.
+    pub rule_compile_micros: AtomicU64,
+    /// Hash of the rules in use, once loaded.
+    pub rule_hash: Mutex<Option<String>>,
+    /// Distributions scanned, per scan-time bucket ([`SCAN_SECONDS_BUCKETS`],
+    /// then one more for larger values); not cumulative.
+    pub scan_seconds_buckets: [AtomicU64; SCAN_SECONDS_BUCKETS.len() + 1],
 }
 
 impl Default for Stats {
@@ -72,6 +83,9 @@ impl Default for Stats {
             scan_micros: zero(),
             rule_loads: zero(),
             rule_failures: zero(),
+            rule_compile_micros: zero(),
+            rule_hash: Mutex::new(None),
+            scan_seconds_buckets: std::array::from_fn(|_| zero()),
         }
     }
 }
@@ -97,11 +111,45 @@ impl Stats {
         )
     }
 
+    /// Records one distribution's scan time.
+    pub fn observe_scan(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let bucket = SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());
+        self.scan_seconds_buckets[bucket].fetch_add(1, Relaxed);
+        self.scan_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    /// The hash of the rules in use.
+    pub fn rule_hash(&self) -> Option<String> {
+        self.rule_hash.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Seconds since the node started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn sub(counter: &AtomicU64, n: u64) {
         counter.fetch_sub(n, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_times_land_in_their_buckets() {
+        let stats = Stats::default();
+        stats.observe_scan(Duration::from_millis(5));
+        stats.observe_scan(Duration::from_millis(50));
+        stats.observe_scan(Duration::from_secs(60));
+        let counts: Vec<u64> = stats.scan_seconds_buckets.iter().map(|b| b.load(Relaxed)).collect();
+        assert_eq!(counts, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(stats.scan_micros.load(Relaxed), 60_055_000);
     }
 }

@@ -211,6 +211,7 @@ fn flaky_server_loses_nothing() {
     );
     assert!(server.wait_drained(WAIT), "{:?}", server.stats());
     node.stop();
+    assert!(server.stats().faults_injected >= 5, "{:?}", server.stats());
     let results = server.results();
     let ok = accepted(&results);
     let names: BTreeSet<&str> = ok.iter().map(|r| r.name.as_str()).collect();
@@ -237,7 +238,7 @@ fn shutdown_delivers_the_results_of_held_jobs() {
         server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));
     }
     let node = RunningNode::start(open_client(&server), NodeSettings { bulk_size: 6, ..settings() });
-    while server.stats().leases_handed_out == 0 {
+    while server.stats().leases == 0 {
         std::thread::sleep(Duration::from_millis(10));
     }
     let summary = node.stop();

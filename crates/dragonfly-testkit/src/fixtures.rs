@@ -29,10 +29,7 @@ pub struct FixtureFile {
 impl FixtureFile {
     /// A file with the given path and contents.
     pub fn new(path: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
-        Self {
-            path: path.into(),
-            data: data.into(),
-        }
+        Self { path: path.into(), data: data.into() }
     }
 }
 
@@ -118,12 +115,7 @@ pub fn sdist(name: &str, version: &str, files: &[FixtureFile]) -> Vec<u8> {
     sdist_with_level(name, version, files, Compression::default())
 }
 
-fn sdist_with_level(
-    name: &str,
-    version: &str,
-    files: &[FixtureFile],
-    level: Compression,
-) -> Vec<u8> {
+fn sdist_with_level(name: &str, version: &str, files: &[FixtureFile], level: Compression) -> Vec<u8> {
     let root = format!("{}-{version}", dist_name(name));
     let has = |p: &str| files.iter().any(|f| f.path == p);
     let mut extra = Vec::new();
@@ -131,10 +123,7 @@ fn sdist_with_level(
         extra.push(FixtureFile::new("PKG-INFO", metadata_text(name, version)));
     }
     if !has("setup.py") && !has("pyproject.toml") {
-        extra.push(FixtureFile::new(
-            "pyproject.toml",
-            default_pyproject(name, version),
-        ));
+        extra.push(FixtureFile::new("pyproject.toml", default_pyproject(name, version)));
     }
     let gz = GzBuilder::new().mtime(0).write(Vec::new(), level);
     let mut builder = tar::Builder::new(gz);
@@ -147,18 +136,11 @@ fn sdist_with_level(
         header.set_gid(0);
         header.set_entry_type(tar::EntryType::Regular);
         builder
-            .append_data(
-                &mut header,
-                format!("{root}/{}", file.path),
-                file.data.as_slice(),
-            )
+            .append_data(&mut header, format!("{root}/{}", file.path), file.data.as_slice())
             .expect("fixture path fits a tar header");
     }
-    let gz = builder
-        .into_inner()
-        .expect("writing a tar archive to memory cannot fail");
-    gz.finish()
-        .expect("writing a gzip stream to memory cannot fail")
+    let gz = builder.into_inner().expect("writing a tar archive to memory cannot fail");
+    gz.finish().expect("writing a gzip stream to memory cannot fail")
 }
 
 /// Builds a `.whl` (zip) with the given files and a
@@ -188,10 +170,7 @@ fn build_wheel(
 
     let mut extra = Vec::new();
     if !has(&metadata_path) {
-        extra.push(FixtureFile::new(
-            metadata_path.clone(),
-            metadata_text(name, version),
-        ));
+        extra.push(FixtureFile::new(metadata_path.clone(), metadata_text(name, version)));
     }
     if !has(&wheel_path) {
         let wheel_text = format!(
@@ -206,11 +185,7 @@ fn build_wheel(
             continue;
         }
         let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(&file.data));
-        record.push_str(&format!(
-            "{},sha256={digest},{}\n",
-            csv_field(&file.path),
-            file.data.len()
-        ));
+        record.push_str(&format!("{},sha256={digest},{}\n", csv_field(&file.path), file.data.len()));
     }
     record.push_str(&format!("{},,\n", csv_field(&record_path)));
     if !has(&record_path) {
@@ -229,14 +204,9 @@ fn build_wheel(
         writer
             .start_file(file.path.as_str(), options.large_file(large))
             .expect("fixture wheel paths are unique");
-        writer
-            .write_all(&file.data)
-            .expect("writing a zip archive to memory cannot fail");
+        writer.write_all(&file.data).expect("writing a zip archive to memory cannot fail");
     }
-    writer
-        .finish()
-        .expect("writing a zip archive to memory cannot fail")
-        .into_inner()
+    writer.finish().expect("writing a zip archive to memory cannot fail").into_inner()
 }
 
 /// Quotes a RECORD (CSV) field when needed.
@@ -248,77 +218,10 @@ fn csv_field(field: &str) -> String {
     }
 }
 
-/// SHA-256 (FIPS 180-4), for wheel RECORD files.
+/// SHA-256 digest, for wheel RECORD files.
 fn sha256(data: &[u8]) -> [u8; 32] {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    let mut tail = Vec::with_capacity(128);
-    let full = data.len() - data.len() % 64;
-    tail.extend_from_slice(&data[full..]);
-    tail.push(0x80);
-    while tail.len() % 64 != 56 {
-        tail.push(0);
-    }
-    tail.extend_from_slice(&bit_len.to_be_bytes());
-
-    let mut w = [0u32; 64];
-    for block in data[..full].chunks_exact(64).chain(tail.chunks_exact(64)) {
-        for (i, word) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (state, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-            *state = state.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 32];
-    for (chunk, v) in out.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&v.to_be_bytes());
-    }
-    out
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).into()
 }
 
 /// SplitMix64: a tiny seeded generator, so fixture bytes never depend on a
@@ -341,7 +244,7 @@ impl Rng {
 
     /// A value in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// A value in `lo..=hi`.
@@ -366,9 +269,7 @@ impl Rng {
 
     /// `len` characters drawn from `alphabet`.
     pub(crate) fn string(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len)
-            .map(|_| char::from(*self.pick(alphabet)))
-            .collect()
+        (0..len).map(|_| char::from(*self.pick(alphabet))).collect()
     }
 }
 
@@ -387,14 +288,8 @@ fn release(
         name: name.to_owned(),
         version: version.to_owned(),
         distributions: vec![
-            (
-                sdist_filename(name, version),
-                sdist(name, version, sdist_files),
-            ),
-            (
-                wheel_filename(name, version),
-                wheel(name, version, wheel_files),
-            ),
+            (sdist_filename(name, version), sdist(name, version, sdist_files)),
+            (wheel_filename(name, version), wheel(name, version, wheel_files)),
         ],
         expected_rules,
     }
@@ -424,10 +319,7 @@ pub fn demo_corpus() -> Vec<FixturePackage> {
         }
     }
     releases.extend(malicious);
-    releases
-        .into_iter()
-        .map(|r| release(r.name, r.version, &r.sdist, &r.wheel, r.expected))
-        .collect()
+    releases.into_iter().map(|r| release(r.name, r.version, &r.sdist, &r.wheel, r.expected)).collect()
 }
 
 /// A larger deterministic corpus for benchmarks, shaped like PyPI:
@@ -442,12 +334,7 @@ pub fn demo_corpus() -> Vec<FixturePackage> {
 ///   numeric data tables, plus thin Python wrappers.
 ///
 /// Seeded: the same arguments give the same bytes.
-pub fn bench_corpus(
-    n_small: usize,
-    n_wheels: usize,
-    n_large: usize,
-    large_mb: usize,
-) -> Vec<FixturePackage> {
+pub fn bench_corpus(n_small: usize, n_wheels: usize, n_large: usize, large_mb: usize) -> Vec<FixturePackage> {
     let mut out = Vec::with_capacity(n_small + n_wheels + n_large);
     let templates = content::malicious_releases(&mut Rng::new(0x0d12_a90f_1e5e_ed02));
 
@@ -459,14 +346,10 @@ pub fn bench_corpus(
             let name = format!("bench-small-{i:05}");
             // The template's files as they are; only the release name changes.
             let files = &template.sdist;
-            let mut expected: Vec<String> =
-                template.expected.iter().map(|s| (*s).to_owned()).collect();
+            let mut expected: Vec<String> = template.expected.iter().map(|s| (*s).to_owned()).collect();
             expected.sort();
             out.push(FixturePackage {
-                distributions: vec![(
-                    sdist_filename(&name, &version),
-                    sdist(&name, &version, files),
-                )],
+                distributions: vec![(sdist_filename(&name, &version), sdist(&name, &version, files))],
                 name,
                 version,
                 expected_rules: expected,
@@ -476,10 +359,7 @@ pub fn bench_corpus(
         let name = format!("bench-small-{i:05}");
         let files = synth::small_project(&mut rng, &name);
         out.push(FixturePackage {
-            distributions: vec![(
-                sdist_filename(&name, &version),
-                sdist(&name, &version, &files),
-            )],
+            distributions: vec![(sdist_filename(&name, &version), sdist(&name, &version, &files))],
             name,
             version,
             expected_rules: Vec::new(),
@@ -491,10 +371,7 @@ pub fn bench_corpus(
         let version = format!("{}.{}.0", 1 + i % 4, i % 13);
         let files = synth::wheel_project(&mut rng, &name);
         out.push(FixturePackage {
-            distributions: vec![(
-                wheel_filename(&name, &version),
-                wheel(&name, &version, &files),
-            )],
+            distributions: vec![(wheel_filename(&name, &version), wheel(&name, &version, &files))],
             name,
             version,
             expected_rules: Vec::new(),
@@ -558,18 +435,10 @@ mod tests {
 
     #[test]
     fn sha256_known_answers() {
+        assert_eq!(hex(&sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(
-            hex(&sha256(b"")),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            hex(&sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(
-            hex(&sha256(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
+            hex(&sha256(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
         );
         assert_eq!(
@@ -581,10 +450,7 @@ mod tests {
     #[test]
     fn filenames_are_normalised() {
         assert_eq!(sdist_filename("Foo.Bar--baz", "1.0"), "foo_bar_baz-1.0.tar.gz");
-        assert_eq!(
-            wheel_filename("Foo.Bar--baz", "1.0"),
-            "foo_bar_baz-1.0-py3-none-any.whl"
-        );
+        assert_eq!(wheel_filename("Foo.Bar--baz", "1.0"), "foo_bar_baz-1.0-py3-none-any.whl");
         assert_eq!(sdist_filename("requests", "2.32.3"), "requests-2.32.3.tar.gz");
         assert_eq!(dist_name("_private"), "private");
     }
@@ -626,10 +492,8 @@ mod tests {
 
     #[test]
     fn wheel_round_trips_with_valid_record() {
-        let files = [
-            FixtureFile::new("pkg/__init__.py", "VALUE = 1\n"),
-            FixtureFile::new("pkg/a,b.txt", "comma\n"),
-        ];
+        let files =
+            [FixtureFile::new("pkg/__init__.py", "VALUE = 1\n"), FixtureFile::new("pkg/a,b.txt", "comma\n")];
         let entries = read_wheel(&wheel("My-Pkg", "0.1", &files));
         let names: Vec<&str> = entries.keys().map(String::as_str).collect();
         assert_eq!(
@@ -647,8 +511,7 @@ mod tests {
         let lines: Vec<&str> = record.lines().collect();
         assert_eq!(lines.len(), 5);
         assert_eq!(lines[4], "my_pkg-0.1.dist-info/RECORD,,");
-        let digest =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(b"VALUE = 1\n"));
+        let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha256(b"VALUE = 1\n"));
         assert_eq!(lines[0], format!("pkg/__init__.py,sha256={digest},10"));
         assert!(lines[1].starts_with("\"pkg/a,b.txt\",sha256="));
         let wheel_meta = String::from_utf8(entries["my_pkg-0.1.dist-info/WHEEL"].clone()).unwrap();
@@ -686,10 +549,8 @@ mod tests {
         let corpus = demo_corpus();
         assert_eq!(corpus, demo_corpus());
         assert_eq!(corpus.len(), 12);
-        let malicious: Vec<&FixturePackage> = corpus
-            .iter()
-            .filter(|p| !p.expected_rules.is_empty())
-            .collect();
+        let malicious: Vec<&FixturePackage> =
+            corpus.iter().filter(|p| !p.expected_rules.is_empty()).collect();
         assert_eq!(malicious.len(), 5);
         let mut names = std::collections::BTreeSet::new();
         for package in &corpus {
@@ -737,10 +598,7 @@ mod tests {
         assert_ne!(corpus, bench_corpus(30, 2, 1, 2));
         assert_eq!(corpus.len(), 33);
         // One renamed malicious release among the small sdists.
-        let flagged: Vec<&FixturePackage> = corpus
-            .iter()
-            .filter(|p| !p.expected_rules.is_empty())
-            .collect();
+        let flagged: Vec<&FixturePackage> = corpus.iter().filter(|p| !p.expected_rules.is_empty()).collect();
         assert_eq!(flagged.len(), 1);
         assert_eq!(flagged[0].name, "bench-small-00012");
         let entries = read_sdist(&flagged[0].distributions[0].1);
@@ -759,15 +617,8 @@ mod tests {
         let entries = read_wheel(&large.distributions[0].1);
         let total: usize = entries.values().map(Vec::len).sum();
         assert!((1 << 20..(1 << 20) * 11 / 10).contains(&total), "{total}");
-        let so_bytes: usize = entries
-            .iter()
-            .filter(|(k, _)| k.ends_with(".so"))
-            .map(|(_, v)| v.len())
-            .sum();
+        let so_bytes: usize = entries.iter().filter(|(k, _)| k.ends_with(".so")).map(|(_, v)| v.len()).sum();
         assert!(so_bytes > total / 2);
-        assert!(entries
-            .iter()
-            .filter(|(k, _)| k.ends_with(".so"))
-            .all(|(_, v)| v.starts_with(b"\x7fELF")));
+        assert!(entries.iter().filter(|(k, _)| k.ends_with(".so")).all(|(_, v)| v.starts_with(b"\x7fELF")));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use dragonfly_api::{Auth, ErrorKind, Grant, Secret};
+use dragonfly_api::{Auth, AuthStats, ErrorKind, Grant, Secret};
 use mockito::{Matcher, Server};
 
 use crate::common::*;
@@ -411,4 +411,27 @@ fn no_auth_sends_no_credentials() {
     client.authenticate().unwrap();
     client.rules().unwrap();
     rules.assert();
+}
+
+#[test]
+fn auth_stats_count_logins_and_failures() {
+    let mut server = Server::new();
+    let failing = server.mock("POST", "/oauth/token").with_status(503).with_body("down").create();
+    let node = client(&server, auth0(&server, password_grant()));
+    assert_eq!(node.auth_stats(), AuthStats::default());
+    let err = node.authenticate().unwrap_err();
+    // Refused inside the backoff window: no attempt, so no new failure.
+    node.authenticate().unwrap_err();
+    assert_eq!((node.auth_stats().renewals, node.auth_stats().failures), (0, 1));
+    failing.remove();
+
+    let (_token, _calls) = token_endpoint(&mut server, 86_400);
+    thread::sleep(err.retry_after().unwrap() + Duration::from_millis(5));
+    node.authenticate().unwrap();
+    node.authenticate().unwrap();
+    assert_eq!((node.auth_stats().renewals, node.auth_stats().failures), (1, 1));
+
+    let none = client(&server, Auth::None);
+    none.authenticate().unwrap();
+    assert_eq!(none.auth_stats(), AuthStats::default());
 }

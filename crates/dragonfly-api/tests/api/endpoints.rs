@@ -216,9 +216,8 @@ fn slow_responses_hit_the_read_timeout() {
 }
 
 #[test]
-fn unreachable_servers_are_transient() {
-    // Bind and drop a listener to get a loopback port with nothing behind it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+fn servers_hanging_up_are_transient() {
+    let port = hang_up_port();
     let mut config = dragonfly_api::ClientConfig::new(format!("http://127.0.0.1:{port}"), Auth::None);
     config.proxy_from_env = false;
     let err = Client::new(config).unwrap().rules().unwrap_err();
@@ -244,4 +243,16 @@ fn base_url_may_carry_a_path_and_trailing_slash() {
     assert_eq!(client.base_url(), format!("{}/api", server.url()));
     client.rules().unwrap();
     rules.assert();
+}
+
+/// A loopback port whose server hangs up on every connection.
+fn hang_up_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    port
 }

@@ -138,7 +138,9 @@ impl Faults {
             if armed.fault.limit.is_some_and(|limit| armed.fired >= limit) {
                 continue;
             }
-            if !(self.rng.next_f64() < armed.fault.rate) {
+            // A NaN rate never fires.
+            let hit = self.rng.next_f64() < armed.fault.rate;
+            if !hit {
                 continue;
             }
             armed.fired += 1;

@@ -1,0 +1,285 @@
+//! `dragonfly-bench`: throughput of the Dragonfly node, measured in one run
+//! on one set of inputs:
+//!
+//! 1. the engine limit: files already flattened in memory, scanned on a
+//!    1-thread and an N-thread rayon pool;
+//! 2. flattening alone (decompression included), on one thread;
+//! 3. the real node binary end to end against the test kit's fake control
+//!    server on loopback;
+//! 4. a naive baseline: one package at a time, downloaded, written to a
+//!    temporary directory, extracted there and scanned file by file with one
+//!    yara-x scanner.
+//!
+//! It prints a table and the ratios of the targets, and writes the same as
+//! JSON (`target/bench/bench.json`). Run it through `cargo xtask bench`; see
+//! `docs/benchmarks.md`.
+
+mod corpus;
+mod measure;
+mod procfs;
+mod report;
+mod rules;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use dragonfly_engine::{Engine, RuleSet};
+use dragonfly_testkit::server::{Distribution, FakeServer, ServerConfig};
+
+use crate::corpus::{Package, Size};
+use crate::measure::NodeOptions;
+use crate::report::{Agreement, CorpusInfo, NodeSettingsInfo, Report, RulesInfo};
+
+/// The node's default `DRAGONFLY_MAX_SCAN_SIZE`.
+const DEFAULT_MAX_SCAN_SIZE: u64 = 128_000_000;
+
+/// Throughput benchmark of the Dragonfly node (engine limit, flattening,
+/// node end to end, naive baseline).
+#[derive(Debug, Parser)]
+#[command(name = "dragonfly-bench", version)]
+struct Args {
+    /// A few small packages: seconds even in a debug build (CI).
+    #[arg(long, conflicts_with_all = ["quick", "corpus"])]
+    tiny: bool,
+    /// A smaller generated corpus.
+    #[arg(long, conflicts_with = "corpus")]
+    quick: bool,
+    /// A folder of real distribution files (wheel/sdist names), read
+    /// recursively, instead of the generated corpus.
+    #[arg(long, value_name = "DIR")]
+    corpus: Option<PathBuf>,
+    /// Threads of the N-thread engine run and of the node [default: available parallelism].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// `DRAGONFLY_BULK_SIZE` of the node.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    bulk_size: usize,
+    /// The `dragonfly-client` binary [default: next to this one].
+    #[arg(long, value_name = "PATH")]
+    node: Option<PathBuf>,
+    /// The JSON report [default: $CARGO_TARGET_DIR/bench/bench.json, else target/bench/bench.json].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("dragonfly-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The target directory: `$CARGO_TARGET_DIR`, else the one this binary was
+/// built into, else `./target`.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().ok();
+    let profile_dir = exe.as_deref().and_then(Path::parent);
+    match profile_dir.and_then(|p| Some((p.file_name()?.to_str()?, p.parent()?))) {
+        Some(("debug" | "release", target)) => target.to_path_buf(),
+        _ => PathBuf::from("target"),
+    }
+}
+
+fn step(message: &str) {
+    eprintln!("bench: {message}");
+}
+
+fn run(args: Args) -> Result<()> {
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let threads = args
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let node_binary = match &args.node {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("dragonfly-client"),
+    };
+    if !node_binary.is_file() {
+        bail!(
+            "no node binary at {} (build it with `cargo build -p dragonfly-client`, or use `cargo xtask bench`)",
+            node_binary.display()
+        );
+    }
+    if build == "debug" && !args.tiny {
+        step("warning: this is a debug build; numbers are only meaningful in release (cargo xtask bench)");
+    }
+    let out_path = args.out.clone().unwrap_or_else(|| target_dir().join("bench").join("bench.json"));
+    let out_dir = out_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("can not create {}", out_dir.display()))?;
+
+    // Inputs.
+    let started = Instant::now();
+    let (corpus, source) = match &args.corpus {
+        Some(dir) => (corpus::from_dir(dir)?, dir.display().to_string()),
+        None => {
+            let size = if args.tiny {
+                Size::Tiny
+            } else if args.quick {
+                Size::Quick
+            } else {
+                Size::Default
+            };
+            (corpus::generated(size), format!("generated ({})", size.name()))
+        }
+    };
+    let distributions: Vec<&corpus::Distribution> = corpus.iter().flat_map(|p| &p.distributions).collect();
+    let corpus_info = CorpusInfo {
+        source,
+        packages: corpus.len(),
+        distributions: distributions.len(),
+        archive_bytes: distributions.iter().map(|d| d.bytes.len() as u64).sum(),
+        largest_archive_bytes: distributions.iter().map(|d| d.bytes.len() as u64).max().unwrap_or(0),
+    };
+    step(&format!(
+        "corpus {}: {} packages, {:.1} MB of archives ({:.1} s)",
+        corpus_info.source,
+        corpus_info.packages,
+        corpus_info.archive_bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    ));
+
+    // Rules.
+    let sources = rules::bench_sources();
+    let hash = rules::sources_hash(&sources);
+    let started = Instant::now();
+    let rule_set = RuleSet::compile(hash.clone(), sources.iter().map(|(n, s)| (n, s)))
+        .context("the bench rules do not compile")?;
+    let compile_secs = started.elapsed().as_secs_f64();
+    let rules_info = RulesInfo {
+        hash: hash.clone(),
+        sources: sources.len(),
+        rules: rule_set.rules().len(),
+        unrestricted: rule_set.rules().iter().filter(|r| r.filetypes.is_none()).count(),
+        compiled_bytes: rule_set.serialize().map_or(0, |b| b.len() as u64),
+        compile_secs,
+    };
+    let rule_set = Arc::new(rule_set);
+    let engine = Engine::new(Arc::clone(&rule_set));
+
+    // Steps 2 and 1.
+    step("flattening");
+    let (flatten, inputs) = measure::flatten_all(&corpus, &engine);
+    step("engine limit, 1 thread");
+    let engine_1 = measure::engine_run(&engine, &corpus, &inputs, 1)?;
+    step(&format!("engine limit, {threads} threads"));
+    let engine_n = measure::engine_run(&engine, &corpus, &inputs, threads)?;
+    drop(inputs);
+
+    // Steps 3 and 4 share one fake server.
+    let server = FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+    server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+    let jobs = queue(&server, &corpus);
+    let node_settings = NodeSettingsInfo {
+        threads,
+        bulk_size: args.bulk_size,
+        max_scan_size: DEFAULT_MAX_SCAN_SIZE.max(corpus_info.largest_archive_bytes + 1),
+    };
+    let node_options = NodeOptions {
+        binary: node_binary,
+        threads,
+        bulk_size: args.bulk_size,
+        max_scan_size: node_settings.max_scan_size,
+        timeout: Duration::from_secs(120 + (corpus_info.archive_bytes + engine_1.bytes) / 1_000_000),
+        log_path: out_dir.join("node.log"),
+    };
+    step(&format!("node end to end, {threads} threads (log: {})", node_options.log_path.display()));
+    let node = measure::node_run(&server, &corpus, &node_options)?;
+    step("naive baseline");
+    let naive = measure::naive_run(&rule_set, &jobs, node_settings.max_scan_size)?;
+    drop(server);
+
+    let ratios = report::ratios(
+        corpus.len(),
+        &engine_1,
+        &engine_n,
+        &node,
+        &naive,
+        &node_settings,
+        rules_info.compiled_bytes,
+    );
+    let agreement = Agreement {
+        node_vs_engine: measure::disagreements(&node.verdicts, &engine_1.verdicts),
+        naive_vs_engine: measure::disagreements(&naive.verdicts, &engine_1.verdicts),
+    };
+    let report = Report {
+        command: std::iter::once("dragonfly-bench".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
+        build,
+        threads,
+        corpus: corpus_info,
+        rules: rules_info,
+        flatten,
+        engine_1,
+        engine_n,
+        node_settings,
+        node,
+        naive,
+        ratios,
+        agreement,
+    };
+    println!("{}", report::table(&report));
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&out_path, json + "\n").with_context(|| format!("can not write {}", out_path.display()))?;
+    println!("JSON report: {}", out_path.display());
+    check(&report, args.corpus.is_some())
+}
+
+/// Queues every package on the server; returns what the naive client needs.
+fn queue(server: &FakeServer, corpus: &[Package]) -> Vec<measure::Job> {
+    corpus
+        .iter()
+        .map(|package| {
+            let distributions = package
+                .distributions
+                .iter()
+                .map(|d| Distribution { filename: d.filename.clone(), bytes: d.bytes.clone() })
+                .collect();
+            let urls = server.add_package(&package.name, &package.version, distributions);
+            let filenames = package.distributions.iter().map(|d| d.filename.clone());
+            (package.name.clone(), filenames.zip(urls).collect())
+        })
+        .collect()
+}
+
+/// Fails the run when the node missed results, and, on the generated
+/// corpus (which is all valid), on any failure or disagreement.
+fn check(report: &Report, real_corpus: bool) -> Result<()> {
+    let node = &report.node;
+    if node.results != report.corpus.packages || node.results_ok != node.results {
+        bail!(
+            "the node delivered {} results ({} answered 200) for {} packages",
+            node.results,
+            node.results_ok,
+            report.corpus.packages
+        );
+    }
+    let mut problems = Vec::new();
+    for failure in node.failures.iter().map(|f| format!("node: {f}")) {
+        problems.push(failure);
+    }
+    problems.extend(report.flatten.failures.iter().map(|f| format!("flatten: {f}")));
+    problems.extend(report.naive.failures.iter().map(|f| format!("naive: {f}")));
+    if report.engine_1.file_errors > 0 {
+        problems.push(format!("engine: {} files failed to scan", report.engine_1.file_errors));
+    }
+    let agreement = &report.agreement;
+    problems.extend(agreement.node_vs_engine.iter().map(|p| format!("node and engine disagree on {p}")));
+    problems.extend(agreement.naive_vs_engine.iter().map(|p| format!("naive and engine disagree on {p}")));
+    for problem in problems.iter().take(20) {
+        step(&format!("warning: {problem}"));
+    }
+    if !problems.is_empty() && !real_corpus {
+        bail!("{} problems on the generated corpus (see the warnings above)", problems.len());
+    }
+    Ok(())
+}
