@@ -28,7 +28,8 @@ pub fn bundled_rules() -> Result<BTreeMap<String, String>> {
 
 /// Path of a binary built by cargo in `profile`.
 pub fn binary_path(name: &str, profile: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
     target.join(profile).join(name)
 }
 
@@ -39,7 +40,8 @@ pub fn run(args: &[String]) -> Result<()> {
     run_command(cargo().args(["build", "--quiet", "-p", "dragonfly-client"]))?;
     let binary = binary_path("dragonfly-client", "debug");
 
-    let server = FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+    let server =
+        FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
     server.set_rules("demo-rules-1", bundled_rules()?);
     let corpus = fixtures::demo_corpus();
     for package in &corpus {
@@ -76,12 +78,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let status = node.wait()?;
 
     let results = server.results();
-    println!("{:<28} {:>5}  {:<60} {}", "PACKAGE", "SCORE", "RULES / REASON", "MOST MALICIOUS FILE");
+    println!("{:<28} {:>5}  {:<56} RULES / REASON", "PACKAGE", "SCORE", "MOST MALICIOUS FILE");
     for result in &results {
         let body = &result.body;
         let package = format!("{} {}", result.name, result.version);
         match body.get("reason").and_then(|r| r.as_str()) {
-            Some(reason) => println!("{package:<28} {:>5}  {reason}", "fail"),
+            Some(reason) => println!("{package:<28} {:>5}  {:<56} {reason}", "fail", "-"),
             None => {
                 let rules: Vec<&str> = body["rules_matched"]
                     .as_array()
@@ -92,7 +94,7 @@ pub fn run(args: &[String]) -> Result<()> {
                     .as_str()
                     .and_then(|u| u.rsplit_once(".whl/").or_else(|| u.rsplit_once(".tar.gz/")))
                     .map_or("-", |(_, file)| file);
-                println!("{package:<28} {:>5}  {rules:<60} {file}", body["score"]);
+                println!("{package:<28} {:>5}  {file:<56} {rules}", body["score"]);
             }
         }
     }

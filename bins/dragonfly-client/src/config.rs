@@ -226,7 +226,9 @@ impl Config {
         }
         if let Some(addr) = &self.metrics_addr {
             addr.parse::<std::net::SocketAddr>().map_err(|e| {
-                anyhow::anyhow!("setting `metrics_addr` (DRAGONFLY_METRICS_ADDR) `{addr}` is not host:port: {e}")
+                anyhow::anyhow!(
+                    "setting `metrics_addr` (DRAGONFLY_METRICS_ADDR) `{addr}` is not host:port: {e}"
+                )
             })?;
         }
         if let Some(path) = &self.ca_cert
@@ -307,10 +309,9 @@ impl Config {
 }
 
 fn check_url(key: &str, url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}): `{url}` is not an http(s) URL", key.to_uppercase()))?;
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(|| {
+        anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}): `{url}` is not an http(s) URL", key.to_uppercase())
+    })?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || host.contains(char::is_whitespace) {
         bail!("setting `{key}` (DRAGONFLY_{}): `{url}` has no host", key.to_uppercase());
@@ -319,6 +320,8 @@ fn check_url(key: &str, url: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -333,7 +336,10 @@ mod tests {
         assert_eq!(c.base_url, "https://dragonfly.vipyrsec.com");
         assert_eq!(c.auth0_domain, "vipyrsec.us.auth0.com");
         assert_eq!(c.audience, "https://dragonfly.vipyrsec.com");
-        assert_eq!((c.load_duration, c.bulk_size, c.max_scan_size, c.wait_duration), (60, 20, 128_000_000, 10));
+        assert_eq!(
+            (c.load_duration, c.bulk_size, c.max_scan_size, c.wait_duration),
+            (60, 20, 128_000_000, 10)
+        );
         assert!(c.threads >= 1);
     }
 
@@ -375,7 +381,10 @@ mod tests {
             jail.set_env("DRAGONFLY_CLIENT_SECRET", "s");
             jail.set_env("DRAGONFLY_USERNAME", "node");
             let err = load_in_jail(jail).unwrap_err().to_string();
-            assert!(err.contains("`password` (DRAGONFLY_PASSWORD) is required for grant_type password"), "{err}");
+            assert!(
+                err.contains("`password` (DRAGONFLY_PASSWORD) is required for grant_type password"),
+                "{err}"
+            );
             jail.set_env("DRAGONFLY_GRANT_TYPE", "client_credentials");
             load_in_jail(jail).map_err(|e| e.to_string())?;
             Ok(())

@@ -64,13 +64,15 @@ mod tests {
 
     #[test]
     fn json_lines_parse_and_carry_the_job() {
-        let line = json_line("2026-01-01T00:00:00.000Z", "INFO", "node", "requests==2.32.3: score 0 rules []");
+        let line =
+            json_line("2026-01-01T00:00:00.000Z", "INFO", "node", "requests==2.32.3: score 0 rules []");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["package"], "requests");
         assert_eq!(value["version"], "2.32.3");
         assert_eq!(value["level"], "INFO");
         assert_eq!(value["message"], "requests==2.32.3: score 0 rules []");
-        let plain: serde_json::Value = serde_json::from_str(&json_line("t", "WARN", "x", "a \"quoted\" line\n")).unwrap();
+        let plain: serde_json::Value =
+            serde_json::from_str(&json_line("t", "WARN", "x", "a \"quoted\" line\n")).unwrap();
         assert!(plain.get("package").is_none());
         assert_eq!(plain["message"], "a \"quoted\" line\n");
     }

@@ -22,7 +22,11 @@ fn bin() -> Command {
 
 fn run(command: &mut Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = command.output().expect("binary runs");
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into(),
+        String::from_utf8_lossy(&stderr).into(),
+    )
 }
 
 /// A setup.py that runs a shell command at install time, assembled at
@@ -36,11 +40,18 @@ fn install_hook_setup_py() -> Vec<u8> {
 }
 
 fn write_fixtures(dir: &Path) -> (String, String) {
-    let evil = fixtures::sdist("evil", "1.0", &[FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }]);
+    let evil = fixtures::sdist(
+        "evil",
+        "1.0",
+        &[FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }],
+    );
     let clean = fixtures::wheel(
         "clean",
         "2.0",
-        &[FixtureFile { path: "clean/__init__.py".into(), data: b"def add(a, b):\n    return a + b\n".to_vec() }],
+        &[FixtureFile {
+            path: "clean/__init__.py".into(),
+            data: b"def add(a, b):\n    return a + b\n".to_vec(),
+        }],
     );
     let evil_path = dir.join(fixtures::sdist_filename("evil", "1.0"));
     let clean_path = dir.join(fixtures::wheel_filename("clean", "2.0"));
@@ -97,7 +108,8 @@ fn scan_errors_exit_2_with_clear_messages() {
 
     let rules = dir.path().join("bad.yar");
     std::fs::write(&rules, "rule ok { condition: true }\nrule bad { condition: and }\n").unwrap();
-    let (code, _, stderr) = run(bin().args(["scan", "--rules", rules.to_str().unwrap(), junk.to_str().unwrap()]));
+    let (code, _, stderr) =
+        run(bin().args(["scan", "--rules", rules.to_str().unwrap(), junk.to_str().unwrap()]));
     assert_eq!(code, 2);
     assert!(stderr.contains("bad.yar") && stderr.contains("line 2"), "{stderr}");
 }
@@ -137,7 +149,11 @@ fn scan_directory_and_custom_rules() {
 #[test]
 fn scan_url_downloads_into_memory() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
-    let sdist = fixtures::sdist("evil", "1.0", &[FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }]);
+    let sdist = fixtures::sdist(
+        "evil",
+        "1.0",
+        &[FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }],
+    );
     let urls = server.add_package(
         "evil",
         "1.0",
@@ -155,13 +171,11 @@ fn scan_url_downloads_into_memory() {
 #[test]
 fn config_masks_secrets_and_rejects_bad_values() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = run(
-        bin()
-            .arg("config")
-            .current_dir(dir.path())
-            .env("DRAGONFLY_AUTH_MODE", "token")
-            .env("DRAGONFLY_TOKEN", "super-secret-token-value"),
-    );
+    let (code, stdout, stderr) = run(bin()
+        .arg("config")
+        .current_dir(dir.path())
+        .env("DRAGONFLY_AUTH_MODE", "token")
+        .env("DRAGONFLY_TOKEN", "super-secret-token-value"));
     assert_eq!(code, 0, "{stderr}");
     assert!(!stdout.contains("super-secret-token-value"), "{stdout}");
     assert!(stdout.contains("token = \"***\""), "{stdout}");
@@ -174,7 +188,8 @@ fn config_masks_secrets_and_rejects_bad_values() {
 #[test]
 fn sigterm_finishes_held_jobs_and_exits_0() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
-    let rules = dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
+    let rules =
+        dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
     server.set_rules("r1", rules);
     server.add_fault(Fault {
         endpoint: Endpoint::Download,
@@ -185,7 +200,10 @@ fn sigterm_finishes_held_jobs_and_exits_0() {
     for i in 0..4 {
         let name = format!("sig{i}");
         let files = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];
-        let dist = Distribution { filename: fixtures::sdist_filename(&name, "1.0"), bytes: fixtures::sdist(&name, "1.0", &files) };
+        let dist = Distribution {
+            filename: fixtures::sdist_filename(&name, "1.0"),
+            bytes: fixtures::sdist(&name, "1.0", &files),
+        };
         server.add_package(&name, "1.0", vec![dist]);
     }
     let dir = tempfile::tempdir().unwrap();

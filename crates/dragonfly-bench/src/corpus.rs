@@ -62,7 +62,8 @@ impl Size {
 /// The generated corpus of `size` (deterministic).
 pub fn generated(size: Size) -> Vec<Package> {
     let (small, wheels, large) = size.shape();
-    let mut out: Vec<Package> = fixtures::bench_corpus(small, wheels, 0, 0).into_iter().map(from_fixture).collect();
+    let mut out: Vec<Package> =
+        fixtures::bench_corpus(small, wheels, 0, 0).into_iter().map(from_fixture).collect();
     // One large wheel per size; the test kit numbers them from 0 in each call.
     for (k, &mb) in large.iter().enumerate() {
         for package in fixtures::bench_corpus(0, 0, 1, mb) {
@@ -92,7 +93,8 @@ fn from_fixture(package: fixtures::FixturePackage) -> Package {
 }
 
 /// Archive suffixes recognised in a corpus folder.
-const SUFFIXES: &[&str] = &[".whl", ".egg", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar"];
+const SUFFIXES: &[&str] =
+    &[".whl", ".egg", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar"];
 
 /// Whether `filename` looks like a distribution archive.
 pub fn is_distribution(filename: &str) -> bool {
@@ -119,10 +121,13 @@ pub fn normalize(name: &str) -> String {
     out
 }
 
-/// Groups distribution file names by release: `(name, version) -> file names`,
-/// sorted. Names that follow no convention are returned apart.
-pub fn group_by_release(filenames: &[String]) -> (BTreeMap<(String, String), Vec<String>>, Vec<String>) {
-    let mut releases: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+/// File names of each release, keyed by `(normalised name, version)`.
+pub type Releases = BTreeMap<(String, String), Vec<String>>;
+
+/// Groups distribution file names by release, each list sorted. Names that
+/// follow no convention are returned apart.
+pub fn group_by_release(filenames: &[String]) -> (Releases, Vec<String>) {
+    let mut releases = Releases::new();
     let mut unknown = Vec::new();
     for filename in filenames {
         match parse_distribution_filename(filename) {
@@ -220,7 +225,11 @@ mod tests {
         assert_eq!(names.len(), corpus.len());
         let last = corpus.last().unwrap();
         assert_eq!(last.name, "bench-large-000");
-        assert!(last.distributions[0].filename.starts_with("bench_large_000-"), "{}", last.distributions[0].filename);
+        assert!(
+            last.distributions[0].filename.starts_with("bench_large_000-"),
+            "{}",
+            last.distributions[0].filename
+        );
         assert!(corpus.iter().any(|p| p.distributions[0].filename.ends_with(".tar.gz")));
     }
 

@@ -177,7 +177,8 @@ fn run(args: Args) -> Result<()> {
     drop(inputs);
 
     // Steps 3 and 4 share one fake server.
-    let server = FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+    let server =
+        FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
     server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
     let jobs = queue(&server, &corpus);
     let node_settings = NodeSettingsInfo {
@@ -213,7 +214,10 @@ fn run(args: Args) -> Result<()> {
         naive_vs_engine: measure::disagreements(&naive.verdicts, &engine_1.verdicts),
     };
     let report = Report {
-        command: std::iter::once("dragonfly-bench".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
+        command: std::iter::once("dragonfly-bench".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         build,
         threads,
         corpus: corpus_info,
@@ -229,7 +233,8 @@ fn run(args: Args) -> Result<()> {
     };
     println!("{}", report::table(&report));
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&out_path, json + "\n").with_context(|| format!("can not write {}", out_path.display()))?;
+    std::fs::write(&out_path, json + "\n")
+        .with_context(|| format!("can not write {}", out_path.display()))?;
     println!("JSON report: {}", out_path.display());
     check(&report, args.corpus.is_some())
 }

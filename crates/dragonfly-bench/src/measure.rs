@@ -52,8 +52,14 @@ pub struct FlattenRun {
 pub fn flatten_all(corpus: &[Package], engine: &Engine) -> (FlattenRun, Vec<FlatDistribution>) {
     let rules = engine.rules();
     let keep = |path: &str| rules.applies_to(path);
-    let mut run =
-        FlattenRun { secs: 0.0, bytes_in: 0, bytes_out: 0, files: 0, files_filtered: 0, failures: Vec::new() };
+    let mut run = FlattenRun {
+        secs: 0.0,
+        bytes_in: 0,
+        bytes_out: 0,
+        files: 0,
+        files_filtered: 0,
+        failures: Vec::new(),
+    };
     let mut out = Vec::new();
     let started = Instant::now();
     for (package, p) in corpus.iter().enumerate() {
@@ -98,7 +104,12 @@ pub struct EngineRun {
 
 /// Scans every flattened distribution on a pool of `threads`, repeating
 /// small runs so that one lasts long enough to time.
-pub fn engine_run(engine: &Engine, corpus: &[Package], inputs: &[FlatDistribution], threads: usize) -> Result<EngineRun> {
+pub fn engine_run(
+    engine: &Engine,
+    corpus: &[Package],
+    inputs: &[FlatDistribution],
+    threads: usize,
+) -> Result<EngineRun> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(move |i| format!("bench-{threads}-{i}"))
@@ -114,7 +125,9 @@ pub fn engine_run(engine: &Engine, corpus: &[Package], inputs: &[FlatDistributio
         let copy: Vec<FlatDistribution> = inputs.to_vec();
         let started = Instant::now();
         last = pool.install(|| {
-            copy.into_par_iter().map(|d| (d.package, engine.scan_files(&d.source, d.files))).collect::<Vec<_>>()
+            copy.into_par_iter()
+                .map(|d| (d.package, engine.scan_files(&d.source, d.files)))
+                .collect::<Vec<_>>()
         });
         let secs = started.elapsed().as_secs_f64();
         best = best.min(secs);
@@ -333,8 +346,14 @@ pub fn naive_run(rules: &RuleSet, jobs: &[Job], max_download: u64) -> Result<Nai
         rules.rules().iter().map(|r| ((r.namespace.as_str(), r.name.as_str()), r)).collect();
     let mut scanner = yara_x::Scanner::new(rules.yara());
     scanner.set_timeout(dragonfly_engine::DEFAULT_TIMEOUT);
-    let mut run =
-        NaiveRun { secs: 0.0, packages: 0, files: 0, bytes: 0, failures: Vec::new(), verdicts: BTreeMap::new() };
+    let mut run = NaiveRun {
+        secs: 0.0,
+        packages: 0,
+        files: 0,
+        bytes: 0,
+        failures: Vec::new(),
+        verdicts: BTreeMap::new(),
+    };
     let started = Instant::now();
     for (name, distributions) in jobs {
         let matched = run.verdicts.entry(name.clone()).or_default();
@@ -456,7 +475,8 @@ mod tests {
     fn engine_and_naive_client_agree_on_the_tiny_corpus() {
         let corpus = generated(Size::Tiny);
         let sources = bench_sources();
-        let rules = Arc::new(RuleSet::compile(sources_hash(&sources), sources.iter().map(|(n, s)| (n, s))).unwrap());
+        let rules =
+            Arc::new(RuleSet::compile(sources_hash(&sources), sources.iter().map(|(n, s)| (n, s))).unwrap());
         let engine = Engine::new(Arc::clone(&rules));
 
         let (flat, inputs) = flatten_all(&corpus, &engine);
@@ -470,7 +490,8 @@ mod tests {
         assert_eq!(one.verdicts, two.verdicts);
         assert!(one.scanners_created <= 1 && two.scanners_created <= 2, "{one:?} {two:?}");
         // The corpus holds one malicious release, found by the bundled rules.
-        let flagged: Vec<&String> = one.verdicts.iter().filter(|(_, r)| !r.is_empty()).map(|(n, _)| n).collect();
+        let flagged: Vec<&String> =
+            one.verdicts.iter().filter(|(_, r)| !r.is_empty()).map(|(n, _)| n).collect();
         assert_eq!(flagged, ["bench-small-00012"]);
 
         let server = FakeServer::start(ServerConfig::default()).unwrap();
@@ -498,7 +519,8 @@ mod tests {
     fn disagreements_name_the_packages_that_differ() {
         let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
         let a: Verdicts = [("p".into(), set(&["r1"])), ("q".into(), set(&[]))].into();
-        let b: Verdicts = [("p".into(), set(&["r1"])), ("q".into(), set(&["r2"])), ("z".into(), set(&[]))].into();
+        let b: Verdicts =
+            [("p".into(), set(&["r1"])), ("q".into(), set(&["r2"])), ("z".into(), set(&[]))].into();
         assert_eq!(disagreements(&a, &b), ["q"]);
         assert!(disagreements(&a, &a).is_empty());
     }

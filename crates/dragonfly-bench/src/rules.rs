@@ -120,8 +120,7 @@ fn generated_rule(index: usize) -> String {
     let filetype = FILETYPES[index % FILETYPES.len()];
     let weight = 1 + (index * 7) % 10;
     let mut strings = Vec::new();
-    let condition;
-    if filetype.is_none() {
+    let condition = if filetype.is_none() {
         // Rules for every file: one or two rare strings.
         let nth = index / FILETYPES.len();
         let a = ANY_FILE_FRAGMENTS[nth % ANY_FILE_FRAGMENTS.len()];
@@ -130,10 +129,10 @@ fn generated_rule(index: usize) -> String {
         if a != b {
             strings.push(quoted(b));
         }
-        if index % 3 == 0 {
+        if index.is_multiple_of(3) {
             strings.push(REGEXES[(index / 3) % REGEXES.len()].to_owned());
         }
-        condition = "any of them".to_owned();
+        "any of them".to_owned()
     } else {
         let count = 2 + index % 3;
         for k in 0..count {
@@ -151,13 +150,13 @@ fn generated_rule(index: usize) -> String {
         }
         // A unique marker that never occurs: most rules match nothing.
         strings.push(quoted(&format!("dfbench_{index:03}_marker")));
-        condition = match index % 4 {
+        match index % 4 {
             0 => "all of them".to_owned(),
             1 => format!("2 of them and filesize < {}MB", 1 + index % 8),
             2 => "$s0 and #s0 > 2 and 2 of ($s*)".to_owned(),
             _ => "any of ($s*) and $s0 at 0".to_owned(),
-        };
-    }
+        }
+    };
     let mut text = format!("rule bench_generated_{index:03}\n{{\n    meta:\n        weight = {weight}\n");
     if let Some(filetype) = filetype {
         text.push_str(&format!("        filetype = \"{filetype}\"\n"));
@@ -232,11 +231,16 @@ mod tests {
         let mut scanner = yara_x::Scanner::new(rules.yara());
         // Ordinary code matches nothing; a file with a rare string matches
         // one of the rules that apply to every file.
-        let benign = b"\"\"\"Loads data.\"\"\"\nimport json\n\ndef load(path):\n    return json.load(open(path))\n";
+        let benign =
+            b"\"\"\"Loads data.\"\"\"\nimport json\n\ndef load(path):\n    return json.load(open(path))\n";
         assert_eq!(scanner.scan(benign).unwrap().matching_rules().count(), 0);
         let miner = format!("pool = '{}pool.example:3333'\n", "stratum+tcp://");
-        let matched: Vec<String> =
-            scanner.scan(miner.as_bytes()).unwrap().matching_rules().map(|r| r.identifier().to_owned()).collect();
+        let matched: Vec<String> = scanner
+            .scan(miner.as_bytes())
+            .unwrap()
+            .matching_rules()
+            .map(|r| r.identifier().to_owned())
+            .collect();
         assert!(!matched.is_empty());
         let unrestricted: Vec<&str> =
             rules.rules().iter().filter(|r| r.filetypes.is_none()).map(|r| r.name.as_str()).collect();

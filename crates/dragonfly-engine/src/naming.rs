@@ -22,16 +22,17 @@ pub fn parse_distribution_filename(filename: &str) -> Option<(String, String)> {
         return pair(parts.next()?, parts.next()?);
     }
     let stem = SDIST_SUFFIXES.iter().find_map(|suffix| {
-        filename.len().checked_sub(suffix.len()).and_then(|cut| {
-            filename[cut..].eq_ignore_ascii_case(suffix).then(|| &filename[..cut])
-        })
+        filename
+            .len()
+            .checked_sub(suffix.len())
+            .and_then(|cut| filename[cut..].eq_ignore_ascii_case(suffix).then(|| &filename[..cut]))
     })?;
     // The version starts after the last '-' followed by a digit.
     let split = stem
         .char_indices()
-        .filter(|&(i, c)| c == '-' && stem[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
-        .map(|(i, _)| i)
-        .last()?;
+        .rev()
+        .find(|&(i, c)| c == '-' && stem[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
+        .map(|(i, _)| i)?;
     pair(&stem[..split], &stem[split + 1..])
 }
 
@@ -47,7 +48,10 @@ mod tests {
     fn wheels() {
         assert_eq!(parse("requests-2.32.3-py3-none-any.whl"), p("requests", "2.32.3"));
         assert_eq!(parse("numpy-2.1.0-1-cp312-cp312-manylinux_2_17_x86_64.whl"), p("numpy", "2.1.0"));
-        assert_eq!(parse("/tmp/dl/typing_extensions-4.12.2-py3-none-any.whl"), p("typing_extensions", "4.12.2"));
+        assert_eq!(
+            parse("/tmp/dl/typing_extensions-4.12.2-py3-none-any.whl"),
+            p("typing_extensions", "4.12.2")
+        );
     }
 
     #[test]

@@ -92,9 +92,10 @@ impl DistributionReport {
 
     /// Problems, one line each (distribution error first, then files).
     pub fn problems(&self) -> impl Iterator<Item = String> + '_ {
-        self.error.iter().map(|e| format!("{}: {e}", self.source)).chain(
-            self.file_errors.iter().map(|e| format!("{}: `{}`: {}", self.source, e.path, e.message)),
-        )
+        self.error
+            .iter()
+            .map(|e| format!("{}: {e}", self.source))
+            .chain(self.file_errors.iter().map(|e| format!("{}: `{}`: {}", self.source, e.path, e.message)))
     }
 }
 
@@ -228,9 +229,7 @@ pub enum Outcome {
 /// `https://inspector.pypi.io/project/{name}/{version}/{URL path}/{file}`,
 /// or `None` when `download_url` is not an `http(s)` URL.
 pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &str) -> Option<String> {
-    let rest = download_url
-        .strip_prefix("https://")
-        .or_else(|| download_url.strip_prefix("http://"))?;
+    let rest = download_url.strip_prefix("https://").or_else(|| download_url.strip_prefix("http://"))?;
     let path = rest.split_once('/').map_or("", |(_host, path)| path);
     let path = path.split(['?', '#']).next().unwrap_or_default().trim_matches('/');
     if path.is_empty() {
@@ -281,10 +280,8 @@ mod tests {
             vec![file("x/setup.py", vec![m("a", 5), m("b", 2)]), file("x/y.py", vec![m("a", 5)])],
         );
         // Distribution two: c = 9, in the second file.
-        let two = dist(
-            "https://h/two.whl",
-            vec![file("p/q.py", vec![m("b", 2)]), file("p/r.py", vec![m("c", 9)])],
-        );
+        let two =
+            dist("https://h/two.whl", vec![file("p/q.py", vec![m("b", 2)]), file("p/r.py", vec![m("c", 9)])]);
         assert_eq!(one.score(), 7);
         assert_eq!(two.score(), 11);
         let package = PackageReport {
@@ -328,7 +325,10 @@ mod tests {
             name: "pkg".into(),
             version: "1.0".into(),
             commit: "abc".into(),
-            distributions: vec![DistributionReport::failed("https://h/a.tar.gz", "download failed: 404"), broken],
+            distributions: vec![
+                DistributionReport::failed("https://h/a.tar.gz", "download failed: 404"),
+                broken,
+            ],
         };
         assert_eq!(
             serde_json::to_string(&package.outcome()).unwrap(),
@@ -345,7 +345,10 @@ mod tests {
             version: "1".into(),
             commit: "c".into(),
             distributions: vec![
-                dist("https://h/first.tar.gz", vec![file("a.py", vec![m("a", 3)]), file("b.py", vec![m("a", 3)])]),
+                dist(
+                    "https://h/first.tar.gz",
+                    vec![file("a.py", vec![m("a", 3)]), file("b.py", vec![m("a", 3)])],
+                ),
                 dist("https://h/second.whl", vec![file("c.py", vec![m("a", 3)])]),
             ],
         };

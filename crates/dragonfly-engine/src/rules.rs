@@ -108,10 +108,7 @@ pub struct RuleSet {
 
 impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RuleSet")
-            .field("hash", &self.hash)
-            .field("rules", &self.info.len())
-            .finish()
+        f.debug_struct("RuleSet").field("hash", &self.hash).field("rules", &self.info.len()).finish()
     }
 }
 
@@ -188,10 +185,7 @@ impl RuleSet {
         let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
         for rule in yara.iter() {
             let rule_info = read_metadata(&rule, &mut warnings)?;
-            index
-                .entry(rule_info.namespace.clone())
-                .or_default()
-                .insert(rule_info.name.clone(), info.len());
+            index.entry(rule_info.namespace.clone()).or_default().insert(rule_info.name.clone(), info.len());
             info.push(rule_info);
         }
         for warning in &warnings {
@@ -274,7 +268,9 @@ fn read_metadata(rule: &yara_x::Rule, warnings: &mut Vec<String>) -> Result<Rule
         match key {
             "weight" => {
                 if weight.is_some() {
-                    warnings.push(format!("rule `{name}` in `{namespace}`: `weight` given twice, the last one counts"));
+                    warnings.push(format!(
+                        "rule `{name}` in `{namespace}`: `weight` given twice, the last one counts"
+                    ));
                 }
                 weight = Some(match value {
                     MetaValue::Integer(n) => n,
@@ -316,18 +312,16 @@ fn collect_rule_files(
     out: &mut BTreeMap<String, String>,
 ) -> Result<(), CompileError> {
     let io_err = |err| CompileError::Io { path: dir.to_path_buf(), err };
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io_err)?
-        .collect::<Result<_, _>>()
-        .map_err(io_err)?;
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).map_err(io_err)?.collect::<Result<_, _>>().map_err(io_err)?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
         if path.is_dir() {
             collect_rule_files(root, &path, out)?;
         } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yar" | "yara")) {
-            let source = std::fs::read_to_string(&path)
-                .map_err(|err| CompileError::Io { path: path.clone(), err })?;
+            let source =
+                std::fs::read_to_string(&path).map_err(|err| CompileError::Io { path: path.clone(), err })?;
             let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
             out.insert(name, source);
         }
@@ -451,7 +445,8 @@ mod tests {
 
     #[test]
     fn serialized_rules_round_trip() {
-        let rules = compile(&[("a.yar", r#"rule a { meta: weight = 3 filetype = ".py" condition: true }"#)]).unwrap();
+        let rules =
+            compile(&[("a.yar", r#"rule a { meta: weight = 3 filetype = ".py" condition: true }"#)]).unwrap();
         let bytes = rules.serialize().unwrap();
         let back = RuleSet::deserialize("h2", &bytes).unwrap();
         assert_eq!(back.rules(), rules.rules());

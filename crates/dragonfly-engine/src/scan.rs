@@ -258,7 +258,8 @@ fn with_scanner<R>(
 ) -> R {
     SCANNER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let reusable = matches!(&*slot, Some((t, s)) if *t == timeout && Arc::ptr_eq(s.borrow_owner(), rules));
+        let reusable =
+            matches!(&*slot, Some((t, s)) if *t == timeout && Arc::ptr_eq(s.borrow_owner(), rules));
         if !reusable {
             // Drop the old scanner first so that its rule set can be freed.
             *slot = None;

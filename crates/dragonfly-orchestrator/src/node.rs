@@ -146,7 +146,9 @@ impl Node {
     pub fn run(self) -> Result<RunSummary, NodeError> {
         let s = &self.settings;
         if s.threads == 0 || s.bulk_size == 0 || s.max_scan_size == 0 {
-            return Err(NodeError::Settings("threads, bulk_size and max_scan_size must be at least 1".into()));
+            return Err(NodeError::Settings(
+                "threads, bulk_size and max_scan_size must be at least 1".into(),
+            ));
         }
         let pool = Arc::new(
             rayon::ThreadPoolBuilder::new()
@@ -177,7 +179,8 @@ impl Node {
         let (result_tx, result_rx) = crossbeam_channel::unbounded::<JobResult>();
 
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name).spawn(f);
+        let spawn =
+            |name: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name).spawn(f);
         {
             let shared = Arc::clone(&shared);
             threads.push(spawn("loader".into(), Box::new(move || shared.load(pending_tx)))?);
@@ -185,11 +188,13 @@ impl Node {
         for i in 0..(2 * s.threads).clamp(2, 16) {
             let (shared, rx, tx, results) =
                 (Arc::clone(&shared), pending_rx.clone(), ready_tx.clone(), result_tx.clone());
-            threads.push(spawn(format!("download-{i}"), Box::new(move || shared.download(rx, tx, &results)))?);
+            threads
+                .push(spawn(format!("download-{i}"), Box::new(move || shared.download(rx, tx, &results)))?);
         }
         drop((pending_rx, ready_tx));
         for i in 0..s.threads {
-            let (shared, pool, rx, tx) = (Arc::clone(&shared), Arc::clone(&pool), ready_rx.clone(), result_tx.clone());
+            let (shared, pool, rx, tx) =
+                (Arc::clone(&shared), Arc::clone(&pool), ready_rx.clone(), result_tx.clone());
             threads.push(spawn(format!("worker-{i}"), Box::new(move || shared.scan(&pool, rx, tx)))?);
         }
         drop((ready_rx, result_tx));
@@ -218,7 +223,9 @@ impl Node {
             }
             let _ = sender.join();
         } else {
-            log::warn!("grace period over with {abandoned} jobs unfinished; the server will lease them again");
+            log::warn!(
+                "grace period over with {abandoned} jobs unfinished; the server will lease them again"
+            );
         }
         log::info!("{}", self.stats.summary());
         Ok(RunSummary {
@@ -252,7 +259,8 @@ impl Shared {
         match *self.avg_job_secs.lock().unwrap_or_else(|e| e.into_inner()) {
             None => cap,
             Some(avg) => {
-                let fit = (threads as f64 * self.settings.lease_timeout.as_secs_f64() * 0.5 / avg.max(1e-3)) as u64;
+                let fit =
+                    (threads as f64 * self.settings.lease_timeout.as_secs_f64() * 0.5 / avg.max(1e-3)) as u64;
                 fit.clamp(threads, cap)
             }
         }
@@ -300,7 +308,8 @@ impl Shared {
                 }
                 Err(err) => {
                     failures += 1;
-                    let wait = backoff(failures, err.retry_after()).min(self.settings.load_duration.max(Duration::from_secs(1)));
+                    let wait = backoff(failures, err.retry_after())
+                        .min(self.settings.load_duration.max(Duration::from_secs(1)));
                     log::warn!("can not lease jobs: {err}; retrying in {wait:?}");
                     self.shutdown.sleep(wait);
                 }
@@ -349,7 +358,11 @@ impl Shared {
                 Err(err) if err.is_transient() && attempt < self.settings.download_retries => {
                     attempt += 1;
                     let wait = backoff(attempt, err.retry_after()).min(Duration::from_secs(10));
-                    log::warn!("{}=={}: download of {url} failed ({err}), retry {attempt} in {wait:?}", job.name, job.version);
+                    log::warn!(
+                        "{}=={}: download of {url} failed ({err}), retry {attempt} in {wait:?}",
+                        job.name,
+                        job.version
+                    );
                     std::thread::sleep(wait);
                 }
                 Err(err) if err.kind() == ErrorKind::TooLarge => {
@@ -412,8 +425,10 @@ impl Shared {
 
     /// Builds the job's result once its last distribution is scanned.
     fn finish_job(&self, job: &JobState) -> JobResult {
-        let distributions =
-            std::mem::take(&mut *job.reports.lock().unwrap_or_else(|e| e.into_inner())).into_iter().flatten().collect();
+        let distributions = std::mem::take(&mut *job.reports.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .flatten()
+            .collect();
         let commit = match job.engine.get() {
             Some(Some(engine)) => engine.rules().hash().to_owned(),
             _ => String::new(),
@@ -473,9 +488,11 @@ impl Shared {
                 })
             }
             Outcome::Failure(failed) => {
-                let counter = if report.distributions.iter().any(|d| {
-                    d.error.as_deref().is_some_and(|e| e.starts_with("download"))
-                }) {
+                let counter = if report
+                    .distributions
+                    .iter()
+                    .any(|d| d.error.as_deref().is_some_and(|e| e.starts_with("download")))
+                {
                     &self.stats.failed_download
                 } else if report.distributions.iter().any(|d| d.error.is_some()) {
                     &self.stats.failed_archive
@@ -526,7 +543,10 @@ impl Shared {
                     Stats::add(&self.stats.results_retried, 1);
                     self.delivery_blocked.store(true, Ordering::Relaxed);
                     let wait = backoff(failures, err.retry_after()).min(Duration::from_secs(60));
-                    log::warn!("{label}: can not deliver result ({err}); retry in {wait:?}, {} waiting", queue.len());
+                    log::warn!(
+                        "{label}: can not deliver result ({err}); retry in {wait:?}, {} waiting",
+                        queue.len()
+                    );
                     std::thread::sleep(wait);
                 }
                 Err(err) => {

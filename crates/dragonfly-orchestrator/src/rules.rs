@@ -105,7 +105,9 @@ impl Rules {
                 backoff.failures += 1;
                 backoff.next_try = Some(Instant::now() + wait);
                 match self.current_hash() {
-                    Some(old) => log::error!("{message}; still scanning with rules {old}, next try in {wait:?}"),
+                    Some(old) => {
+                        log::error!("{message}; still scanning with rules {old}, next try in {wait:?}")
+                    }
                     None => log::error!("{message}; next try in {wait:?}"),
                 }
             }
@@ -129,7 +131,9 @@ impl Rules {
             Ok,
         )?;
         Stats::add(&self.stats.rule_loads, 1);
-        self.stats.rule_compile_micros.store(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .rule_compile_micros
+            .store(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
         log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
         Ok(Engine::new(Arc::new(rules)).with_limits(self.limits.clone()).with_timeout(self.timeout))
     }

@@ -114,7 +114,8 @@ impl Stats {
     /// Records one distribution's scan time.
     pub fn observe_scan(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        let bucket = SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());
+        let bucket =
+            SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());
         self.scan_seconds_buckets[bucket].fetch_add(1, Relaxed);
         self.scan_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
     }

@@ -75,7 +75,8 @@ fn add_corpus(server: &FakeServer, corpus: &[FixturePackage]) -> BTreeMap<(Strin
 /// What the engine alone says about a package, given its download URLs.
 fn expected_outcome(rules: &Arc<RuleSet>, package: &FixturePackage, urls: &[String]) -> Value {
     let engine = Engine::new(Arc::clone(rules));
-    let downloads = urls.iter().zip(&package.distributions).map(|(url, (_, bytes))| (url.clone(), Ok(bytes.clone())));
+    let downloads =
+        urls.iter().zip(&package.distributions).map(|(url, (_, bytes))| (url.clone(), Ok(bytes.clone())));
     let outcome = engine.scan_package(&package.name, &package.version, downloads).outcome();
     assert!(matches!(outcome, Outcome::Success(_)));
     serde_json::to_value(outcome).unwrap()
@@ -124,7 +125,10 @@ fn every_job_gets_one_result_matching_the_engine() {
         if !package.expected_rules.is_empty() {
             let link = result.body["inspector_url"].as_str().unwrap();
             assert!(
-                link.starts_with(&format!("https://inspector.pypi.io/project/{}/{}/packages/", package.name, package.version)),
+                link.starts_with(&format!(
+                    "https://inspector.pypi.io/project/{}/{}/packages/",
+                    package.name, package.version
+                )),
                 "{link}"
             );
         }
@@ -137,7 +141,10 @@ fn rule(name: &str, needle: &str) -> String {
 
 fn python_package(name: &str, body: &str) -> Vec<Distribution> {
     let files = [FixtureFile { path: "mod.py".into(), data: body.as_bytes().to_vec() }];
-    vec![Distribution { filename: fixtures::sdist_filename(name, "1.0"), bytes: fixtures::sdist(name, "1.0", &files) }]
+    vec![Distribution {
+        filename: fixtures::sdist_filename(name, "1.0"),
+        bytes: fixtures::sdist(name, "1.0", &files),
+    }]
 }
 
 #[test]
@@ -155,7 +162,10 @@ fn rule_change_mid_run_and_broken_rules_keep_the_old_ones() {
     assert!(server.wait_drained(WAIT));
 
     // Broken rules: the node keeps scanning with hash-b.
-    server.set_rules("hash-c", BTreeMap::from([("c.yar".to_owned(), "rule broken { condition: and }".to_owned())]));
+    server.set_rules(
+        "hash-c",
+        BTreeMap::from([("c.yar".to_owned(), "rule broken { condition: and }".to_owned())]),
+    );
     server.add_package("third", "1.0", python_package("third", &needle));
     assert!(server.wait_drained(WAIT));
     let stats = Arc::clone(&node.stats);
@@ -205,10 +215,7 @@ fn flaky_server_loses_nothing() {
         let name = format!("flaky{i}");
         server.add_package(&name, "1.0", python_package(&name, "import os\n"));
     }
-    let node = RunningNode::start(
-        open_client(&server),
-        NodeSettings { download_retries: 6, ..settings() },
-    );
+    let node = RunningNode::start(open_client(&server), NodeSettings { download_retries: 6, ..settings() });
     assert!(server.wait_drained(WAIT), "{:?}", server.stats());
     node.stop();
     assert!(server.stats().faults_injected >= 5, "{:?}", server.stats());
@@ -288,7 +295,10 @@ fn unscannable_packages_are_failures_with_reasons() {
     server.add_package(
         "garbage",
         "1.0",
-        vec![Distribution { filename: "garbage-1.0.tar.gz".into(), bytes: b"this is not an archive".to_vec() }],
+        vec![Distribution {
+            filename: "garbage-1.0.tar.gz".into(),
+            bytes: b"this is not an archive".to_vec(),
+        }],
     );
     server.add_job("missing", "1.0", vec![format!("{}/packages/nowhere/missing-1.0.tar.gz", server.url())]);
     let big = vec![b'a'; 4096];
@@ -304,4 +314,44 @@ fn unscannable_packages_are_failures_with_reasons() {
     assert!(reason("missing").contains("download failed"), "{}", reason("missing"));
     assert!(reason("big").contains("too large"), "{}", reason("big"));
     assert_eq!(accepted(&results).len(), 3);
+}
+
+#[test]
+fn compiled_rules_are_cached_by_hash() {
+    let cache = std::env::temp_dir().join(format!("dragonfly-rule-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let needle = ["cache", "_marker"].concat();
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("cache-1", BTreeMap::from([("a.yar".to_owned(), rule("rule_a", &needle))]));
+    server.add_package("one", "1.0", python_package("one", &needle));
+    let with_cache = NodeSettings { rules_cache_dir: Some(cache.clone()), ..settings() };
+    let node = RunningNode::start(open_client(&server), with_cache.clone());
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].file_name().unwrap().to_string_lossy().starts_with("cache-1."));
+
+    // Put different compiled rules under the same hash: a node that reads
+    // the cache instead of compiling reports rule_b.
+    let impostor = RuleSet::compile("cache-1", [("b.yar", rule("rule_b", &needle))]).unwrap();
+    std::fs::write(&files[0], impostor.serialize().unwrap()).unwrap();
+    server.add_package("two", "1.0", python_package("two", &needle));
+    let node = RunningNode::start(open_client(&server), with_cache.clone());
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+
+    // A corrupt cache entry is ignored: the rules are compiled again.
+    std::fs::write(&files[0], b"not compiled rules").unwrap();
+    server.add_package("three", "1.0", python_package("three", &needle));
+    let node = RunningNode::start(open_client(&server), with_cache);
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+
+    let results = server.results();
+    let rules_of = |n: &str| results.iter().find(|r| r.name == n).unwrap().body["rules_matched"].clone();
+    assert_eq!(rules_of("one"), serde_json::json!(["rule_a"]));
+    assert_eq!(rules_of("two"), serde_json::json!(["rule_b"]));
+    assert_eq!(rules_of("three"), serde_json::json!(["rule_a"]));
+    std::fs::remove_dir_all(&cache).unwrap();
 }

@@ -21,7 +21,16 @@ pub fn run(config: Config) -> Result<ExitCode> {
         config.auth_mode
     );
     let client = Client::new(config.client_config()).context("can not set up the API client")?;
-    let node = Node::new(client, config.node_settings());
+    let node = Node::new(client.clone(), config.node_settings());
+    // Bound before any work starts: a taken address stops the node here.
+    let _metrics = match &config.metrics_addr {
+        Some(addr) => {
+            let server = crate::metrics::serve(addr, crate::metrics::Probe::new(node.stats(), client))?;
+            log::info!("metrics at http://{}/metrics (and /healthz, /readyz)", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
     watch_signals(node.shutdown_handle())?;
     let summary = node.run()?;
     if summary.jobs_abandoned > 0 {

@@ -87,9 +87,8 @@ impl InputScanner<'_> {
         let (name, version) = name_and_version(input);
         if input.starts_with("http://") || input.starts_with("https://") {
             let client = self.client()?;
-            let bytes = client
-                .download(input, self.args.max_scan_size)
-                .map_err(|e| format!("download failed: {e}"));
+            let bytes =
+                client.download(input, self.args.max_scan_size).map_err(|e| format!("download failed: {e}"));
             return Ok(self.engine.scan_package(&name, &version, [(input.to_owned(), bytes)]));
         }
         let path = Path::new(input);
@@ -189,7 +188,8 @@ impl InputResult {
                 rules: f.matches.iter().map(|m| RuleRow { name: m.name.clone(), weight: m.weight }).collect(),
             })
             .collect();
-        let sum = |f: fn(&dragonfly_engine::DistributionReport) -> u64| report.distributions.iter().map(f).sum();
+        let sum =
+            |f: fn(&dragonfly_engine::DistributionReport) -> u64| report.distributions.iter().map(f).sum();
         InputResult {
             input: input.to_owned(),
             name: report.name.clone(),
@@ -236,7 +236,8 @@ fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result
     let rows: Vec<[String; 4]> = results
         .iter()
         .map(|r| {
-            let package = if r.version.is_empty() { r.name.clone() } else { format!("{} {}", r.name, r.version) };
+            let package =
+                if r.version.is_empty() { r.name.clone() } else { format!("{} {}", r.name, r.version) };
             let score = r.score.map_or_else(|| "error".to_owned(), |s| s.to_string());
             let rules = if r.rules_matched.is_empty() { "-".to_owned() } else { r.rules_matched.join(", ") };
             let file = r.most_malicious_file().map_or_else(|| "-".to_owned(), |f| f.path.clone());

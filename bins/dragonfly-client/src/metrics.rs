@@ -1,0 +1,381 @@
+//! `DRAGONFLY_METRICS_ADDR`: Prometheus metrics at `/metrics` and health at
+//! `/healthz` and `/readyz`, served by one thread of its own.
+//!
+//! Every value is read from the node's [`Stats`] and the API client at
+//! scrape time; the node never waits for this server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use dragonfly_api::Client;
+use dragonfly_orchestrator::Stats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Upper bounds (seconds) of the scan-time buckets: a copy of the
+/// orchestrator's `SCAN_SECONDS_BUCKETS`, which it does not export (a test
+/// checks that both agree).
+const SCAN_SECONDS_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// `Content-Type` of `/metrics` (Prometheus text format 0.0.4).
+const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// What the endpoints report on: the node's counters and its API client.
+pub struct Probe {
+    stats: Arc<Stats>,
+    client: Client,
+    registry: Registry,
+}
+
+impl Probe {
+    /// A probe of a node's `stats` and `client`.
+    pub fn new(stats: Arc<Stats>, client: Client) -> Probe {
+        let mut registry = Registry::with_prefix("dragonfly");
+        registry.register_collector(Box::new(NodeCollector { stats: Arc::clone(&stats), client: client.clone() }));
+        Probe { stats, client, registry }
+    }
+
+    /// Ready to work: logged in (or no login needed) and rules compiled.
+    pub fn is_ready(&self) -> bool {
+        self.client.is_authenticated() && self.stats.rule_hash().is_some()
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String fails only if a collector does, and ours do not.
+        if let Err(err) = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry) {
+            log::warn!("can not encode metrics: {err}");
+        }
+        text
+    }
+}
+
+/// Reads the node's counters on every scrape.
+#[derive(Debug)]
+struct NodeCollector {
+    stats: Arc<Stats>,
+    client: Client,
+}
+
+/// One counter: name (without prefix and `_total`), help, unit, value.
+type Row<'a> = (&'a str, &'a str, Option<Unit>, u64);
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.stats;
+        let get = |counter: &AtomicU64| counter.load(Relaxed);
+        let auth = self.client.auth_stats();
+
+        Info::new([("version", env!("CARGO_PKG_VERSION"))]).encode(encoder.encode_descriptor(
+            "build",
+            "Version of the running node.",
+            None,
+            MetricType::Info,
+        )?)?;
+
+        let counters: [Row; 13] = [
+            ("jobs_leased", "Jobs leased from the control server.", None, get(&s.jobs_leased)),
+            ("jobs_succeeded", "Jobs scanned completely (a score was reported).", None, get(&s.jobs_succeeded)),
+            ("results_delivered", "Results the control server accepted.", None, get(&s.results_delivered)),
+            ("results_dropped", "Results the control server refused for good (404, 409, invalid).", None, get(&s.results_dropped)),
+            ("results_retried", "Result submissions retried after a transient or login error.", None, get(&s.results_retried)),
+            ("files_scanned", "Files scanned.", None, get(&s.files_scanned)),
+            ("files_skipped", "Files skipped because no rule applies to them.", None, get(&s.files_skipped)),
+            ("downloaded", "Bytes of distributions downloaded.", Some(Unit::Bytes), get(&s.bytes_downloaded)),
+            ("scanned", "Bytes of file content scanned.", Some(Unit::Bytes), get(&s.bytes_scanned)),
+            ("rules_loads", "Rule sets compiled or loaded from the cache.", None, get(&s.rule_loads)),
+            ("rules_failures", "Rule set fetches or compilations that failed.", None, get(&s.rule_failures)),
+            ("auth_renewals", "Successful logins (Auth0 token or Cloudflare cookie), the first included.", None, auth.renewals),
+            ("auth_failures", "Login attempts that failed.", None, auth.failures),
+        ];
+        for (name, help, unit, value) in &counters {
+            let counter = ConstCounter::new(*value);
+            counter.encode(encoder.encode_descriptor(name, help, unit.as_ref(), counter.metric_type())?)?;
+        }
+
+        let mut failed = encoder.encode_descriptor(
+            "jobs_failed",
+            "Jobs reported as failures, by reason: download, archive (format, corruption, limits), \
+             scan (timeout or scan error), internal (a scan panicked).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, counter) in [
+            ("download", &s.failed_download),
+            ("archive", &s.failed_archive),
+            ("scan", &s.failed_scan),
+            ("internal", &s.failed_internal),
+        ] {
+            ConstCounter::new(get(counter)).encode(failed.encode_family(&[("reason", reason)])?)?;
+        }
+        drop(failed);
+
+        let gauges: [Row; 2] = [
+            ("jobs_held", "Jobs held by the node (leased, not yet reported): its queue depth.", None, get(&s.jobs_held)),
+            ("results_pending", "Results waiting to be delivered.", None, get(&s.results_pending)),
+        ];
+        for (name, help, unit, value) in &gauges {
+            let gauge = ConstGauge::new(i64::try_from(*value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?)?;
+        }
+        let seconds = [
+            ("uptime", "Seconds since the node started.", s.uptime().as_secs_f64()),
+            ("rules_compile", "Time spent compiling (or loading) the current rules.", get(&s.rule_compile_micros) as f64 / 1e6),
+        ];
+        for (name, help, value) in seconds {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, Some(&Unit::Seconds), gauge.metric_type())?)?;
+        }
+
+        // Per-bucket counts, not cumulative; the encoder accumulates them.
+        let mut buckets: Vec<(f64, u64)> = SCAN_SECONDS_BUCKETS.iter().copied().zip(s.scan_seconds_buckets.iter().map(get)).collect();
+        buckets.push((f64::INFINITY, s.scan_seconds_buckets.last().map_or(0, get)));
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = get(&s.scan_micros) as f64 / 1e6;
+        encoder
+            .encode_descriptor(
+                "scan_duration",
+                "Time to scan one distribution (after download).",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+
+        if let Some(hash) = s.rule_hash() {
+            Info::new([("hash", hash)]).encode(encoder.encode_descriptor(
+                "rules",
+                "Hash of the rules in use (absent until rules are compiled).",
+                None,
+                MetricType::Info,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The running HTTP server; stops its thread when dropped.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// The address it listens on (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Binds `addr` now (failing with a message naming `DRAGONFLY_METRICS_ADDR`)
+/// and serves `probe` on a thread of its own.
+pub fn serve(addr: &str, probe: Probe) -> Result<MetricsServer> {
+    let context = || format!("can not serve metrics on `{addr}` (DRAGONFLY_METRICS_ADDR)");
+    let listener = TcpListener::bind(addr).with_context(context)?;
+    let local = listener.local_addr().with_context(context)?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|err| anyhow::anyhow!("{err}"))
+        .with_context(context)?;
+    let server = Arc::new(server);
+    let thread = {
+        let server = Arc::clone(&server);
+        std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            for request in server.incoming_requests() {
+                let response = respond(&probe, request.method(), request.url());
+                if let Err(err) = request.respond(response) {
+                    log::debug!("metrics client went away: {err}");
+                }
+            }
+        })?
+    };
+    Ok(MetricsServer { addr: local, server, thread: Some(thread) })
+}
+
+type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+fn respond(probe: &Probe, method: &tiny_http::Method, url: &str) -> Response {
+    let text = |status: u16, body: &str| {
+        with_type(tiny_http::Response::from_string(body).with_status_code(status), "text/plain; charset=utf-8")
+    };
+    if !matches!(method, tiny_http::Method::Get | tiny_http::Method::Head) {
+        return text(405, "method not allowed\n");
+    }
+    match url.split('?').next().unwrap_or_default() {
+        "/metrics" => with_type(tiny_http::Response::from_string(probe.render()), CONTENT_TYPE),
+        "/healthz" => text(200, "ok\n"),
+        "/readyz" if probe.is_ready() => text(200, "ready\n"),
+        "/readyz" => text(503, "not ready: waiting for a login or for rules\n"),
+        _ => text(404, "not found; try /metrics, /healthz or /readyz\n"),
+    }
+}
+
+fn with_type(mut response: Response, content_type: &str) -> Response {
+    if let Ok(header) = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
+        response.add_header(header);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use dragonfly_api::{Auth, ClientConfig, Secret};
+
+    use super::*;
+
+    fn client(auth: Auth) -> Client {
+        // Never contacted: nothing here logs in or calls the API.
+        Client::new(ClientConfig::new("http://127.0.0.1:9", auth)).unwrap()
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        (status, body)
+    }
+
+    fn value_of<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+    }
+
+    #[test]
+    fn every_counter_is_exposed_with_prometheus_names() {
+        let stats = Arc::new(Stats::default());
+        stats.jobs_leased.store(5, Relaxed);
+        stats.jobs_succeeded.store(3, Relaxed);
+        stats.failed_archive.store(2, Relaxed);
+        stats.jobs_held.store(4, Relaxed);
+        stats.results_pending.store(1, Relaxed);
+        stats.results_retried.store(6, Relaxed);
+        stats.bytes_downloaded.store(1000, Relaxed);
+        stats.bytes_scanned.store(4000, Relaxed);
+        stats.files_scanned.store(7, Relaxed);
+        stats.files_skipped.store(8, Relaxed);
+        stats.rule_compile_micros.store(1_500_000, Relaxed);
+        *stats.rule_hash.lock().unwrap() = Some("abc\"1".into());
+        let text = Probe::new(stats, client(Auth::None)).render();
+        let expected = [
+            ("dragonfly_jobs_leased_total", "5"),
+            ("dragonfly_jobs_succeeded_total", "3"),
+            ("dragonfly_jobs_failed_total{reason=\"archive\"}", "2"),
+            ("dragonfly_jobs_failed_total{reason=\"download\"}", "0"),
+            ("dragonfly_jobs_held", "4"),
+            ("dragonfly_results_pending", "1"),
+            ("dragonfly_results_retried_total", "6"),
+            ("dragonfly_downloaded_bytes_total", "1000"),
+            ("dragonfly_scanned_bytes_total", "4000"),
+            ("dragonfly_files_scanned_total", "7"),
+            ("dragonfly_files_skipped_total", "8"),
+            ("dragonfly_rules_compile_seconds", "1.5"),
+            ("dragonfly_rules_info{hash=\"abc\\\"1\"}", "1"),
+            ("dragonfly_auth_renewals_total", "0"),
+            ("dragonfly_auth_failures_total", "0"),
+        ];
+        for (series, value) in expected {
+            assert_eq!(value_of(&text, series), Some(value), "{series} in\n{text}");
+        }
+        assert!(text.contains("# TYPE dragonfly_jobs_held gauge\n"), "{text}");
+        assert!(text.contains("# TYPE dragonfly_jobs_leased_total counter\n"), "{text}");
+        assert!(text.contains(&format!("dragonfly_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+    }
+
+    #[test]
+    fn scan_times_form_a_cumulative_histogram() {
+        let stats = Arc::new(Stats::default());
+        for millis in [5, 5, 40, 700, 60_000] {
+            stats.observe_scan(Duration::from_millis(millis));
+        }
+        let text = Probe::new(stats, client(Auth::None)).render();
+        let series = |le: &str| value_of(&text, &format!("dragonfly_scan_duration_seconds_bucket{{le=\"{le}\"}}"));
+        assert_eq!(series("0.01"), Some("2"), "{text}");
+        assert_eq!(series("0.05"), Some("3"));
+        assert_eq!(series("0.5"), Some("3"));
+        assert_eq!(series("1.0").or(series("1")), Some("4"));
+        assert_eq!(series("30.0").or(series("30")), Some("4"));
+        assert_eq!(series("+Inf"), Some("5"));
+        assert_eq!(value_of(&text, "dragonfly_scan_duration_seconds_count"), Some("5"));
+        assert_eq!(value_of(&text, "dragonfly_scan_duration_seconds_sum"), Some("60.75"));
+        assert_eq!(text.matches("dragonfly_scan_duration_seconds_bucket{le=\"+Inf\"}").count(), 1);
+        // No rules yet: no info series.
+        assert!(!text.contains("dragonfly_rules_info"), "{text}");
+    }
+
+    #[test]
+    fn readiness_needs_rules_and_a_login() {
+        let stats = Arc::new(Stats::default());
+        let none = Probe::new(Arc::clone(&stats), client(Auth::None));
+        let token = Probe::new(Arc::clone(&stats), client(Auth::Token(Secret::new("t"))));
+        let cloudflare = Probe::new(
+            Arc::clone(&stats),
+            client(Auth::Cloudflare { client_id: "id".into(), client_secret: Secret::new("s") }),
+        );
+        assert!(!none.is_ready() && !token.is_ready());
+        *stats.rule_hash.lock().unwrap() = Some("h".into());
+        assert!(none.is_ready() && token.is_ready());
+        assert!(!cloudflare.is_ready(), "never logged in");
+    }
+
+    #[test]
+    fn serves_metrics_and_health_on_its_own_thread() {
+        let stats = Arc::new(Stats::default());
+        let server = serve("127.0.0.1:0", Probe::new(Arc::clone(&stats), client(Auth::None))).unwrap();
+        let addr = server.local_addr();
+        assert_eq!(get(addr, "/healthz").0, 200);
+        assert_eq!(get(addr, "/readyz").0, 503);
+        *stats.rule_hash.lock().unwrap() = Some("h1".into());
+        stats.jobs_succeeded.store(9, Relaxed);
+        assert_eq!(get(addr, "/readyz").0, 200);
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, 200);
+        assert_eq!(value_of(&body, "dragonfly_jobs_succeeded_total"), Some("9"), "{body}");
+        assert_eq!(get(addr, "/nope").0, 404);
+        // Dropping the server stops and joins its thread.
+        drop(server);
+    }
+
+    #[test]
+    fn bucket_bounds_match_the_orchestrator() {
+        assert_eq!(Stats::default().scan_seconds_buckets.len(), SCAN_SECONDS_BUCKETS.len() + 1);
+        for (i, bound) in SCAN_SECONDS_BUCKETS.iter().enumerate() {
+            let stats = Stats::default();
+            stats.observe_scan(Duration::from_secs_f64(*bound));
+            stats.observe_scan(Duration::from_secs_f64(*bound) + Duration::from_millis(1));
+            let counts: Vec<u64> = stats.scan_seconds_buckets.iter().map(|b| b.load(Relaxed)).collect();
+            assert_eq!((counts[i], counts[i + 1]), (1, 1), "bound {bound}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn a_taken_address_names_the_setting() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = serve(&addr, Probe::new(Arc::new(Stats::default()), client(Auth::None))).err().unwrap();
+        let message = format!("{err:#}");
+        assert!(message.contains("DRAGONFLY_METRICS_ADDR") && message.contains(&addr), "{message}");
+    }
+}
