@@ -5,36 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use dragonfly_api::{Auth, ClientConfig, Grant, Secret};
+use dragonfly_api::{AuthMode, AuthSettings, ClientConfig, GrantType, Secret};
 use dragonfly_engine::Limits;
 use dragonfly_orchestrator::NodeSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-
-/// How the node authenticates to the control server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMode {
-    /// Auth0 OAuth2 (password or client-credentials grant).
-    Auth0,
-    /// Cloudflare Access service token.
-    Cloudflare,
-    /// A static bearer token (`token`).
-    Token,
-    /// No authentication (local servers).
-    None,
-}
-
-/// The OAuth2 grant used with Auth0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    /// Resource-owner password grant (`username`, `password`).
-    Password,
-    /// Client-credentials grant (machine-to-machine).
-    ClientCredentials,
-}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,35 +171,17 @@ impl Config {
             }
         }
         check_url("base_url", &self.base_url)?;
-        let missing = |key: &str, why: &str| {
-            anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}) is required {why}", key.to_uppercase())
-        };
-        match self.auth_mode {
-            AuthMode::Auth0 => {
-                let domain = if self.auth0_domain.contains("://") {
-                    self.auth0_domain.clone()
-                } else {
-                    format!("https://{}", self.auth0_domain)
-                };
-                check_url("auth0_domain", &domain)?;
-                self.client_id.as_ref().ok_or_else(|| missing("client_id", "for auth_mode auth0"))?;
-                self.client_secret.as_ref().ok_or_else(|| missing("client_secret", "for auth_mode auth0"))?;
-                if self.grant_type == GrantType::Password {
-                    self.username.as_ref().ok_or_else(|| missing("username", "for grant_type password"))?;
-                    self.password.as_ref().ok_or_else(|| missing("password", "for grant_type password"))?;
-                }
-            }
-            AuthMode::Cloudflare => {
-                self.client_id.as_ref().ok_or_else(|| missing("client_id", "for auth_mode cloudflare"))?;
-                self.client_secret
-                    .as_ref()
-                    .ok_or_else(|| missing("client_secret", "for auth_mode cloudflare"))?;
-            }
-            AuthMode::Token => {
-                self.token.as_ref().ok_or_else(|| missing("token", "for auth_mode token"))?;
-            }
-            AuthMode::None => {}
+        if self.auth_mode == AuthMode::Auth0 {
+            let domain = if self.auth0_domain.contains("://") {
+                self.auth0_domain.clone()
+            } else {
+                format!("https://{}", self.auth0_domain)
+            };
+            check_url("auth0_domain", &domain)?;
         }
+        self.auth_settings().into_auth().map_err(|e| {
+            anyhow::anyhow!("{e} (required for auth_mode {:?}, grant_type {:?})", self.auth_mode, self.grant_type)
+        })?;
         if let Some(addr) = &self.metrics_addr {
             addr.parse::<std::net::SocketAddr>().map_err(|e| {
                 anyhow::anyhow!(
@@ -239,35 +197,29 @@ impl Config {
         Ok(())
     }
 
-    /// The API client settings.
-    pub fn client_config(&self) -> ClientConfig {
-        let secret = |s: &Option<String>| Secret::new(s.clone().unwrap_or_default());
-        let auth = match self.auth_mode {
-            AuthMode::None => Auth::None,
-            AuthMode::Token => Auth::Token(secret(&self.token)),
-            AuthMode::Cloudflare => Auth::Cloudflare {
-                client_id: self.client_id.clone().unwrap_or_default(),
-                client_secret: secret(&self.client_secret),
-            },
-            AuthMode::Auth0 => Auth::Auth0 {
-                domain: self.auth0_domain.clone(),
-                audience: self.audience.clone(),
-                client_id: self.client_id.clone().unwrap_or_default(),
-                client_secret: secret(&self.client_secret),
-                grant: match self.grant_type {
-                    GrantType::Password => Grant::Password {
-                        username: self.username.clone().unwrap_or_default(),
-                        password: secret(&self.password),
-                    },
-                    GrantType::ClientCredentials => Grant::ClientCredentials,
-                },
-            },
-        };
+    fn auth_settings(&self) -> AuthSettings {
+        let secret = |s: &Option<String>| s.clone().map(Secret::new);
+        AuthSettings {
+            mode: self.auth_mode,
+            grant: self.grant_type,
+            auth0_domain: self.auth0_domain.clone(),
+            audience: self.audience.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: secret(&self.client_secret),
+            username: self.username.clone(),
+            password: secret(&self.password),
+            token: secret(&self.token),
+        }
+    }
+
+    /// The API client settings (call after [`Config::validate`]).
+    pub fn client_config(&self) -> Result<ClientConfig> {
+        let auth = self.auth_settings().into_auth()?;
         let mut config = ClientConfig::new(self.base_url.clone(), auth);
         config.connect_timeout = Duration::from_secs(self.http_timeout);
         config.read_timeout = Duration::from_secs(self.http_timeout);
         config.ca_cert = self.ca_cert.clone();
-        config
+        Ok(config)
     }
 
     /// The orchestrator settings.
@@ -381,10 +333,7 @@ mod tests {
             jail.set_env("DRAGONFLY_CLIENT_SECRET", "s");
             jail.set_env("DRAGONFLY_USERNAME", "node");
             let err = load_in_jail(jail).unwrap_err().to_string();
-            assert!(
-                err.contains("`password` (DRAGONFLY_PASSWORD) is required for grant_type password"),
-                "{err}"
-            );
+            assert!(err.contains("DRAGONFLY_PASSWORD is not set"), "{err}");
             jail.set_env("DRAGONFLY_GRANT_TYPE", "client_credentials");
             load_in_jail(jail).map_err(|e| e.to_string())?;
             Ok(())

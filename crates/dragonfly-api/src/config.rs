@@ -128,7 +128,8 @@ impl ClientConfig {
 }
 
 /// `DRAGONFLY_AUTH_MODE`: which scheme to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// `auth0` (default).
     #[default]
@@ -170,7 +171,8 @@ impl fmt::Display for AuthMode {
 }
 
 /// `DRAGONFLY_GRANT_TYPE`: which OAuth2 grant Auth0 mode uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GrantType {
     /// `password` (default).
     #[default]

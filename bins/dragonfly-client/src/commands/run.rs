@@ -20,7 +20,7 @@ pub fn run(config: Config) -> Result<ExitCode> {
         config.threads,
         config.auth_mode
     );
-    let client = Client::new(config.client_config()).context("can not set up the API client")?;
+    let client = Client::new(config.client_config()?).context("can not set up the API client")?;
     let node = Node::new(client.clone(), config.node_settings());
     // Bound before any work starts: a taken address stops the node here.
     let _metrics = match &config.metrics_addr {
