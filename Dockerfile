@@ -34,10 +34,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/dragonfly \
-        --shell /usr/sbin/nologin dragonfly
+        --shell /usr/sbin/nologin dragonfly \
+    && install -d -o dragonfly -g dragonfly /var/cache/dragonfly
 COPY --from=build /src/target/release/dragonfly-client /usr/local/bin/dragonfly-client
 USER 10001:10001
 # The node reads an optional Config.toml here; settings normally come from DRAGONFLY_* variables.
+# /var/cache/dragonfly is writable for DRAGONFLY_RULES_CACHE_DIR (mount a volume there to keep it).
 WORKDIR /var/lib/dragonfly
 # Metrics and health endpoints; HEALTHCHECK and EXPOSE use this port.
 ENV DRAGONFLY_METRICS_ADDR=0.0.0.0:9100

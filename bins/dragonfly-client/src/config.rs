@@ -180,7 +180,11 @@ impl Config {
             check_url("auth0_domain", &domain)?;
         }
         self.auth_settings().into_auth().map_err(|e| {
-            anyhow::anyhow!("{e} (required for auth_mode {:?}, grant_type {:?})", self.auth_mode, self.grant_type)
+            anyhow::anyhow!(
+                "{e} (required for auth_mode {:?}, grant_type {:?})",
+                self.auth_mode,
+                self.grant_type
+            )
         })?;
         if let Some(addr) = &self.metrics_addr {
             addr.parse::<std::net::SocketAddr>().map_err(|e| {

@@ -40,7 +40,8 @@ fn seeds() -> Vec<Vec<u8>> {
     xz.write_all(&tar).unwrap();
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (i, (path, data)) in sample_files().into_iter().enumerate() {
-        let method = if i % 2 == 0 { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+        let method =
+            if i % 2 == 0 { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
         zip.start_file(path, zip::write::SimpleFileOptions::default().compression_method(method)).unwrap();
         zip.write_all(&data).unwrap();
     }
@@ -100,12 +101,14 @@ fn mutated_archives_never_panic() {
         let flat = flatten(seed_input, &Limits::default()).expect("unmutated seeds flatten");
         assert_eq!(flat.files.len(), sample_files().len());
     }
-    let limits = Limits { max_total_bytes: 64 << 10, max_file_bytes: 16 << 10, max_entries: 64, max_ratio: 50 };
+    let limits =
+        Limits { max_total_bytes: 64 << 10, max_file_bytes: 16 << 10, max_entries: 64, max_ratio: 50 };
     let (mut ok, mut errors) = (0u64, 0u64);
     for i in 0..iterations {
         let input = mutate(&mut rng, &pool[(i as usize) % pool.len()], &pool);
         let keep_py = |path: &str| path.ends_with(".py");
-        let result = if i % 3 == 0 { flatten_filtered(&input, &limits, &keep_py) } else { flatten(&input, &limits) };
+        let result =
+            if i % 3 == 0 { flatten_filtered(&input, &limits, &keep_py) } else { flatten(&input, &limits) };
         match result {
             Ok(flat) => {
                 ok += 1;

@@ -47,4 +47,4 @@ mod stats;
 
 pub use node::{Node, NodeError, NodeSettings, RunSummary};
 pub use shutdown::Shutdown;
-pub use stats::Stats;
+pub use stats::{SCAN_SECONDS_BUCKETS, Stats};

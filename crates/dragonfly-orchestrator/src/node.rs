@@ -16,6 +16,9 @@ use crate::rules::Rules;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
+/// How a distribution error caused by a panic starts.
+const INTERNAL_ERROR: &str = "internal error";
+
 /// How a node runs; the binary fills it from its configuration.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -417,9 +420,8 @@ impl Shared {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Stats::add(&self.stats.failed_internal, 1);
             log::error!("{}=={}: scan of {url} panicked: {message}", job.work.job.name, job.work.job.version);
-            DistributionReport::failed(url, format!("internal error while scanning: {message}"))
+            DistributionReport::failed(url, format!("{INTERNAL_ERROR} while scanning: {message}"))
         })
     }
 
@@ -488,18 +490,19 @@ impl Shared {
                 })
             }
             Outcome::Failure(failed) => {
-                let counter = if report
-                    .distributions
-                    .iter()
-                    .any(|d| d.error.as_deref().is_some_and(|e| e.starts_with("download")))
-                {
+                let errors: Vec<&str> =
+                    report.distributions.iter().filter_map(|d| d.error.as_deref()).collect();
+                let counter = if errors.iter().any(|e| e.starts_with(INTERNAL_ERROR)) {
+                    &self.stats.failed_internal
+                } else if errors.iter().any(|e| e.starts_with("download")) {
                     &self.stats.failed_download
-                } else if report.distributions.iter().any(|d| d.error.is_some()) {
+                } else if !errors.is_empty() {
                     &self.stats.failed_archive
                 } else {
                     &self.stats.failed_scan
                 };
                 Stats::add(counter, 1);
+                Stats::add(&self.stats.jobs_failed, 1);
                 log::warn!("{}=={}: not scanned: {}", job.name, job.version, failed.reason);
                 failure(job, failed.reason)
             }

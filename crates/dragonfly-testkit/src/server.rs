@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub max_attempts: u32,
     /// Lifetime of issued tokens and cookies (default 1 h).
     pub token_ttl: Duration,
+    /// Base URL clients use to reach the server, written into download
+    /// links (default: `http://` + the bound address). Set it when clients
+    /// reach the server under another name, e.g. in a container network.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             lease_timeout: Duration::from_secs(120),
             max_attempts: 3,
             token_ttl: Duration::from_secs(3600),
+            public_url: None,
         }
     }
 }
@@ -275,9 +280,13 @@ impl FakeServer {
             unauthorized: 0,
             faults_injected: 0,
         };
+        let base_url = match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{local}"),
+        };
         let shared = Arc::new(Shared {
             config,
-            base_url: format!("http://{local}"),
+            base_url,
             state: Mutex::new(state),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),

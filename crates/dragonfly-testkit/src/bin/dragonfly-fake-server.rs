@@ -3,7 +3,8 @@
 //! Serves the rule files of `--rules DIR` and queues every distribution file
 //! of `--packages DIR` (grouped into releases by file name), prints its URL
 //! on the first line of stdout and runs until killed, or with
-//! `--exit-when-drained` until every job is finished or dead-lettered, then
+//! `--demo` queues the generated demo corpus instead of (or besides) files;
+//! `--exit-when-drained` runs until every job is finished or dead-lettered, then
 //! prints the recorded results as JSON lines and exits 0.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,13 @@ struct Args {
     /// Directory of distribution files (`.whl`, `.tar.gz`, `.zip`, ...) to queue.
     #[arg(long, value_name = "DIR")]
     packages: Option<PathBuf>,
+    /// Queue the generated demo corpus (12 releases, 5 of them malicious-looking).
+    #[arg(long)]
+    demo: bool,
+    /// Base URL clients use to reach this server (written into download
+    /// links); default `http://` + the listen address.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Seconds before an unanswered lease expires.
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     lease_timeout: f64,
@@ -90,6 +98,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         lease_timeout: Duration::try_from_secs_f64(args.lease_timeout)
             .context("--lease-timeout must be a non-negative number of seconds")?,
         max_attempts: args.max_attempts,
+        public_url: args.public_url.clone(),
         ..ServerConfig::default()
     };
     let server =
@@ -101,6 +110,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.packages {
         for ((name, version), distributions) in load_packages(dir)? {
             server.add_package(&name, &version, distributions);
+        }
+    }
+
+    if args.demo {
+        for package in dragonfly_testkit::fixtures::demo_corpus() {
+            let distributions = package
+                .distributions
+                .into_iter()
+                .map(|(filename, bytes)| Distribution { filename, bytes })
+                .collect();
+            server.add_package(&package.name, &package.version, distributions);
         }
     }
 
