@@ -257,16 +257,8 @@ impl Shared {
     /// How many jobs the node may hold: enough to keep every thread busy,
     /// few enough to finish within half the server's lease.
     fn max_held(&self) -> u64 {
-        let threads = self.settings.threads as u64;
-        let cap = (self.settings.bulk_size as u64).max(threads);
-        match *self.avg_job_secs.lock().unwrap_or_else(|e| e.into_inner()) {
-            None => cap,
-            Some(avg) => {
-                let fit =
-                    (threads as f64 * self.settings.lease_timeout.as_secs_f64() * 0.5 / avg.max(1e-3)) as u64;
-                fit.clamp(threads, cap)
-            }
-        }
+        let avg = *self.avg_job_secs.lock().unwrap_or_else(|e| e.into_inner());
+        held_limit(self.settings.threads, self.settings.bulk_size, self.settings.lease_timeout, avg)
     }
 
     fn load(&self, pending: Sender<Work>) {
@@ -575,6 +567,21 @@ impl Shared {
     }
 }
 
+/// The most jobs a node should hold: `bulk_size` (at least one per thread)
+/// until job times are known, then what `threads` can finish within half
+/// the lease at the average job time, never fewer than one per thread.
+fn held_limit(threads: usize, bulk_size: usize, lease: Duration, avg_job_secs: Option<f64>) -> u64 {
+    let threads = threads as u64;
+    let cap = (bulk_size as u64).max(threads);
+    match avg_job_secs {
+        None => cap,
+        Some(avg) => {
+            let fit = (threads as f64 * lease.as_secs_f64() * 0.5 / avg.max(1e-3)) as u64;
+            fit.clamp(threads, cap)
+        }
+    }
+}
+
 fn failure(job: &Job, reason: String) -> JobResult {
     JobResult::Failure(FailureBody {
         name: job.name.clone(),
@@ -631,6 +638,16 @@ mod tests {
         assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(750), "{first:?}");
         let tenth = backoff(10, None);
         assert!(tenth >= Duration::from_millis(500 * 512 / 2), "{tenth:?}");
+    }
+
+    #[test]
+    fn held_jobs_fit_in_the_lease() {
+        let lease = Duration::from_secs(120);
+        assert_eq!(held_limit(2, 20, lease, None), 20);
+        assert_eq!(held_limit(4, 2, lease, None), 4, "at least one job per thread");
+        assert_eq!(held_limit(2, 20, lease, Some(0.5)), 20, "fast jobs: a full bulk");
+        assert_eq!(held_limit(2, 20, lease, Some(20.0)), 6, "2 threads x 60 s / 20 s");
+        assert_eq!(held_limit(2, 20, lease, Some(300.0)), 2, "slow jobs: one per thread");
     }
 
     #[test]
