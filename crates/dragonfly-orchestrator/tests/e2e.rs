@@ -41,6 +41,8 @@ struct RunningNode {
 
 impl RunningNode {
     fn start(client: Client, settings: NodeSettings) -> RunningNode {
+        // `RUST_LOG=debug cargo test -- --nocapture` shows the node's log.
+        let _ = env_logger::builder().is_test(true).try_init();
         let node = Node::new(client, settings);
         let shutdown = node.shutdown_handle();
         let stats = node.stats();

@@ -1,12 +1,12 @@
 //! Request routing and the endpoint handlers.
 
-use std::io::{Cursor, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use tiny_http::{Method, Request, StatusCode};
 
 use super::auth::{self, CF_COOKIE, Headers};
 use super::queue::Outcome;
@@ -108,15 +108,6 @@ impl Reply {
     }
 }
 
-/// Shares served bytes with the response without copying them.
-struct SharedBytes(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBytes {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_slice()
-    }
-}
-
 fn handle(shared: &Shared, mut request: Request) {
     let url = request.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
@@ -170,29 +161,33 @@ fn handle(shared: &Shared, mut request: Request) {
     }
 }
 
+/// Writes the response by hand with `Connection: close`. tiny_http ignores
+/// that header on its responses and keeps connections open; its connection
+/// pool can then leave a new connection unserved while every pooled thread
+/// waits on an idle keep-alive connection. Closing after each response
+/// frees the thread at once.
 fn send(request: Request, reply: Reply) {
-    let mut headers = Vec::with_capacity(reply.headers.len() + 1);
-    headers.extend(header("Content-Type", reply.content_type));
+    let status = StatusCode(reply.status);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        status.default_reason_phrase(),
+        reply.content_type,
+        reply.body.len()
+    );
     for (name, value) in &reply.headers {
-        headers.extend(header(name, value));
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let len = reply.body.len();
-    let response = Response::new(
-        StatusCode(reply.status),
-        headers,
-        Cursor::new(SharedBytes(reply.body)),
-        Some(len),
-        None,
-    )
-    // Always a Content-Length, never chunked, like a file server.
-    .with_chunked_threshold(usize::MAX);
-    if let Err(err) = request.respond(response) {
+    head.push_str("\r\n");
+    let with_body = *request.method() != Method::Head;
+    let mut writer = request.into_writer();
+    let written = writer
+        .write_all(head.as_bytes())
+        .and_then(|()| if with_body { writer.write_all(&reply.body) } else { Ok(()) })
+        .and_then(|()| writer.flush());
+    if let Err(err) = written {
         log::debug!("fake server: sending a response failed: {err}");
     }
-}
-
-fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
 }
 
 /// Answers with a corrupt response; the client gives up on the connection.
