@@ -41,7 +41,7 @@ fn run() -> Result<()> {
                  tasks:\n  \
                  ci                      fmt check, clippy -D warnings, all tests, rustdoc, tiny bench\n  \
                  demo                    run a node against a local fake control server\n  \
-                 bench [--quick] [--corpus DIR] [--threads N]\n                          \
+                 bench [--tiny|--quick] [--corpus DIR] [--threads N]\n                          \
                  throughput benchmark, writes target/bench/\n  \
                  fuzz [--iterations N]   mutation-fuzz the archive flattener"
             );
@@ -84,6 +84,8 @@ fn ci() -> Result<()> {
     run_command(cargo().args(["test", "--workspace", "--all-targets"]))?;
     run_command(cargo().args(["test", "--workspace", "--doc"]))?;
     run_command(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
+    // Keeps the benchmark working; a tiny corpus, debug build, no timing checks.
+    bench::run(&["--tiny".to_owned()])?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

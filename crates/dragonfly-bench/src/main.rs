@@ -15,12 +15,13 @@
 //! `docs/benchmarks.md`.
 
 mod corpus;
+mod files;
 mod measure;
 mod procfs;
 mod report;
 mod rules;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ use dragonfly_engine::{Engine, RuleSet};
 use dragonfly_testkit::server::{Distribution, FakeServer, ServerConfig};
 
 use crate::corpus::{Package, Size};
-use crate::measure::NodeOptions;
+use crate::files::FileServer;
+use crate::measure::{Input, NodeOptions};
 use crate::report::{Agreement, CorpusInfo, NodeSettingsInfo, Report, RulesInfo};
 
 /// The node's default `DRAGONFLY_MAX_SCAN_SIZE`.
@@ -62,9 +64,25 @@ struct Args {
     /// The `dragonfly-client` binary [default: next to this one].
     #[arg(long, value_name = "PATH")]
     node: Option<PathBuf>,
+    /// Where the distribution files are served from: `cdn`, a keep-alive
+    /// static file server in this process; or `testkit`, the fake control
+    /// server itself (tiny_http; see docs/benchmarks.md for why it is not
+    /// the default).
+    #[arg(long, value_enum, default_value_t = Downloads::Cdn)]
+    downloads: Downloads,
     /// The JSON report [default: $CARGO_TARGET_DIR/bench/bench.json, else target/bench/bench.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+}
+
+/// Where the distribution files are served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Downloads {
+    /// A static file server in this process (keep-alive, `TCP_NODELAY`).
+    Cdn,
+    /// The test kit's fake control server.
+    Testkit,
 }
 
 fn main() -> ExitCode {
@@ -120,7 +138,7 @@ fn run(args: Args) -> Result<()> {
 
     // Inputs.
     let started = Instant::now();
-    let (corpus, source) = match &args.corpus {
+    let (mut corpus, source) = match &args.corpus {
         Some(dir) => (corpus::from_dir(dir)?, dir.display().to_string()),
         None => {
             let size = if args.tiny {
@@ -170,17 +188,21 @@ fn run(args: Args) -> Result<()> {
     // Steps 2 and 1.
     step("flattening");
     let (flatten, inputs) = measure::flatten_all(&corpus, &engine);
-    step("engine limit, 1 thread");
-    let engine_1 = measure::engine_run(&engine, &corpus, &inputs, 1)?;
-    step(&format!("engine limit, {threads} threads"));
-    let engine_n = measure::engine_run(&engine, &corpus, &inputs, threads)?;
+    let pools = if threads == 1 { vec![1] } else { vec![1, threads] };
+    step(&format!("engine limit, {pools:?} threads"));
+    let runs = measure::engine_runs(&engine, &corpus, Input::Flat(&inputs), &pools)?;
+    let (engine_1, engine_n) = (runs[0].clone(), runs[runs.len() - 1].clone());
     drop(inputs);
+    step(&format!("flattening and scanning archives in memory, {pools:?} threads"));
+    let runs = measure::engine_runs(&engine, &corpus, Input::Archives(&corpus), &pools)?;
+    let (archive_1, archive_n) = (runs[0].clone(), runs[runs.len() - 1].clone());
 
-    // Steps 3 and 4 share one fake server.
+    // Steps 3 and 4 share one fake control server and one file server. The
+    // archives move there: nothing else needs them.
     let server =
         FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
     server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
-    let jobs = queue(&server, &corpus);
+    let (jobs, file_server) = queue(&server, corpus_archives(&mut corpus), args.downloads)?;
     let node_settings = NodeSettingsInfo {
         threads,
         bulk_size: args.bulk_size,
@@ -198,12 +220,11 @@ fn run(args: Args) -> Result<()> {
     let node = measure::node_run(&server, &corpus, &node_options)?;
     step("naive baseline");
     let naive = measure::naive_run(&rule_set, &jobs, node_settings.max_scan_size)?;
-    drop(server);
+    drop((server, file_server));
 
     let ratios = report::ratios(
         corpus.len(),
-        &engine_1,
-        &engine_n,
+        [&engine_1, &engine_n, &archive_n],
         &node,
         &naive,
         &node_settings,
@@ -220,11 +241,14 @@ fn run(args: Args) -> Result<()> {
             .join(" "),
         build,
         threads,
+        downloads: format!("{:?}", args.downloads).to_lowercase(),
         corpus: corpus_info,
         rules: rules_info,
         flatten,
         engine_1,
         engine_n,
+        archive_1,
+        archive_n,
         node_settings,
         node,
         naive,
@@ -239,21 +263,60 @@ fn run(args: Args) -> Result<()> {
     check(&report, args.corpus.is_some())
 }
 
-/// Queues every package on the server; returns what the naive client needs.
-fn queue(server: &FakeServer, corpus: &[Package]) -> Vec<measure::Job> {
+/// A release's archives: `(name, version, [(file name, bytes)])`.
+type Archives = (String, String, Vec<(String, Vec<u8>)>);
+
+/// Takes the archives out of the corpus.
+fn corpus_archives(corpus: &mut [Package]) -> Vec<Archives> {
     corpus
-        .iter()
-        .map(|package| {
-            let distributions = package
-                .distributions
-                .iter()
-                .map(|d| Distribution { filename: d.filename.clone(), bytes: d.bytes.clone() })
-                .collect();
-            let urls = server.add_package(&package.name, &package.version, distributions);
-            let filenames = package.distributions.iter().map(|d| d.filename.clone());
-            (package.name.clone(), filenames.zip(urls).collect())
+        .iter_mut()
+        .map(|p| {
+            let files =
+                p.distributions.iter_mut().map(|d| (d.filename.clone(), std::mem::take(&mut d.bytes)));
+            (p.name.clone(), p.version.clone(), files.collect())
         })
         .collect()
+}
+
+/// Queues every package on the fake control server, its files served by
+/// `downloads`; returns what the naive client needs, and the file server.
+fn queue(
+    server: &FakeServer,
+    packages: Vec<Archives>,
+    downloads: Downloads,
+) -> Result<(Vec<measure::Job>, Option<FileServer>)> {
+    let mut jobs = Vec::with_capacity(packages.len());
+    if downloads == Downloads::Testkit {
+        for (name, version, files) in packages {
+            let filenames: Vec<String> = files.iter().map(|(f, _)| f.clone()).collect();
+            let distributions =
+                files.into_iter().map(|(filename, bytes)| Distribution { filename, bytes }).collect();
+            let urls = server.add_package(&name, &version, distributions);
+            jobs.push((name, filenames.into_iter().zip(urls).collect()));
+        }
+        return Ok((jobs, None));
+    }
+    let mut paths = HashMap::new();
+    let mut layout = Vec::with_capacity(packages.len());
+    for (index, (name, version, files)) in packages.into_iter().enumerate() {
+        let mut entries = Vec::with_capacity(files.len());
+        for (filename, bytes) in files {
+            let path = format!("/packages/{index:05}/{}", files::encode_segment(&filename));
+            paths.insert(path.clone(), Arc::new(bytes));
+            entries.push((filename, path));
+        }
+        layout.push((name, version, entries));
+    }
+    let file_server = FileServer::start(paths).context("can not start the file server")?;
+    for (name, version, entries) in layout {
+        let urls: Vec<(String, String)> = entries
+            .into_iter()
+            .map(|(filename, path)| (filename, format!("{}{path}", file_server.url())))
+            .collect();
+        server.add_job(&name, &version, urls.iter().map(|(_, url)| url.clone()).collect());
+        jobs.push((name, urls));
+    }
+    Ok((jobs, Some(file_server)))
 }
 
 /// Fails the run when the node missed results, and, on the generated

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use dragonfly_engine::{Engine, File, RuleSet, scanners_created};
+use dragonfly_engine::{DistributionReport, Engine, File, RuleSet, scanners_created};
 use dragonfly_testkit::server::FakeServer;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -95,64 +95,111 @@ pub struct EngineRun {
     pub bytes: u64,
     /// yara-x scanners created during the run (one per thread when reuse works).
     pub scanners_created: usize,
-    /// Files whose scan failed (timeouts).
+    /// Files whose scan failed (timeouts), plus archives that could not be read.
     pub file_errors: u64,
     /// What matched, per package.
     #[serde(skip)]
     pub verdicts: Verdicts,
 }
 
-/// Scans every flattened distribution on a pool of `threads`, repeating
-/// small runs so that one lasts long enough to time.
-pub fn engine_run(
+/// What a timed engine run scans.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Files already flattened in memory, through `Engine::scan_files`:
+    /// the engine limit.
+    Flat(&'a [FlatDistribution]),
+    /// The archives in memory, through `Engine::scan_archive`: flattening
+    /// and scanning, everything the node does but the network.
+    Archives(&'a [Package]),
+}
+
+/// Scans the whole input once per pool size in `threads`, in rounds that
+/// alternate the pools (so that both see the same machine), at least three
+/// times and until 6 s have passed (at most 9 rounds); keeps each pool's best
+/// time.
+pub fn engine_runs(
     engine: &Engine,
     corpus: &[Package],
-    inputs: &[FlatDistribution],
-    threads: usize,
-) -> Result<EngineRun> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(move |i| format!("bench-{threads}-{i}"))
-        .build()
-        .context("can not build the thread pool")?;
-    let scanners_before = scanners_created();
-    let mut best = f64::INFINITY;
-    let mut total = 0.0;
-    let mut repetitions = 0;
-    let mut last = Vec::new();
-    while repetitions < 5 && (repetitions == 0 || total < 2.0) {
-        // The copy is made before the clock starts: scan_files takes ownership.
-        let copy: Vec<FlatDistribution> = inputs.to_vec();
-        let started = Instant::now();
-        last = pool.install(|| {
-            copy.into_par_iter()
-                .map(|d| (d.package, engine.scan_files(&d.source, d.files)))
-                .collect::<Vec<_>>()
+    input: Input<'_>,
+    threads: &[usize],
+) -> Result<Vec<EngineRun>> {
+    let mut pools = Vec::with_capacity(threads.len());
+    for &n in threads {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(move |i| format!("bench-{n}-{i}"))
+            .build()
+            .context("can not build the thread pool")?;
+        pools.push(pool);
+    }
+    let archives: Vec<(usize, &crate::corpus::Distribution)> = match input {
+        Input::Archives(packages) => packages
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.distributions.iter().map(move |d| (i, d)))
+            .collect(),
+        Input::Flat(_) => Vec::new(),
+    };
+    let mut best = vec![f64::INFINITY; pools.len()];
+    let mut scanners = vec![0; pools.len()];
+    let mut last: Vec<Vec<(usize, DistributionReport)>> = vec![Vec::new(); pools.len()];
+    let (mut rounds, mut total) = (0, 0.0);
+    while rounds < 3 || (rounds < 9 && total < 6.0) {
+        for (k, pool) in pools.iter().enumerate() {
+            let before = scanners_created();
+            let (secs, reports) = match input {
+                Input::Flat(inputs) => {
+                    // Copied before the clock starts: scan_files takes ownership.
+                    let copy: Vec<FlatDistribution> = inputs.to_vec();
+                    let started = Instant::now();
+                    let reports: Vec<_> = pool.install(|| {
+                        copy.into_par_iter()
+                            .map(|d| (d.package, engine.scan_files(&d.source, d.files)))
+                            .collect()
+                    });
+                    (started.elapsed().as_secs_f64(), reports)
+                }
+                Input::Archives(_) => {
+                    let started = Instant::now();
+                    let reports: Vec<_> = pool.install(|| {
+                        archives
+                            .par_iter()
+                            .map(|(i, d)| (*i, engine.scan_archive(&d.filename, &d.bytes)))
+                            .collect()
+                    });
+                    (started.elapsed().as_secs_f64(), reports)
+                }
+            };
+            scanners[k] += scanners_created() - before;
+            best[k] = best[k].min(secs);
+            total += secs;
+            last[k] = reports;
+        }
+        rounds += 1;
+    }
+    let mut runs = Vec::with_capacity(pools.len());
+    for (k, reports) in last.into_iter().enumerate() {
+        let mut verdicts = empty_verdicts(corpus);
+        let (mut files, mut bytes, mut file_errors) = (0, 0, 0);
+        for (package, report) in &reports {
+            files += report.files_scanned;
+            bytes += report.bytes_scanned;
+            file_errors += report.file_errors.len() as u64 + u64::from(report.error.is_some());
+            let names = report.files.iter().flat_map(|f| &f.matches).map(|m| m.name.clone());
+            verdicts.entry(corpus[*package].name.clone()).or_default().extend(names);
+        }
+        runs.push(EngineRun {
+            threads: threads[k],
+            secs: best[k],
+            repetitions: rounds,
+            files,
+            bytes,
+            scanners_created: scanners[k],
+            file_errors,
+            verdicts,
         });
-        let secs = started.elapsed().as_secs_f64();
-        best = best.min(secs);
-        total += secs;
-        repetitions += 1;
     }
-    let mut verdicts = empty_verdicts(corpus);
-    let (mut files, mut bytes, mut file_errors) = (0, 0, 0);
-    for (package, report) in &last {
-        files += report.files_scanned;
-        bytes += report.bytes_scanned;
-        file_errors += report.file_errors.len() as u64;
-        let names = report.files.iter().flat_map(|f| &f.matches).map(|m| m.name.clone());
-        verdicts.entry(corpus[*package].name.clone()).or_default().extend(names);
-    }
-    Ok(EngineRun {
-        threads,
-        secs: best,
-        repetitions,
-        files,
-        bytes,
-        scanners_created: scanners_created() - scanners_before,
-        file_errors,
-        verdicts,
-    })
+    Ok(runs)
 }
 
 fn empty_verdicts(corpus: &[Package]) -> Verdicts {
@@ -484,11 +531,16 @@ mod tests {
         assert_eq!(inputs.len(), corpus.len());
         assert!(flat.bytes_out > flat.bytes_in, "{flat:?}");
 
-        let one = engine_run(&engine, &corpus, &inputs, 1).unwrap();
-        let two = engine_run(&engine, &corpus, &inputs, 2).unwrap();
+        let runs = engine_runs(&engine, &corpus, Input::Flat(&inputs), &[1, 2]).unwrap();
+        let (one, two) = (&runs[0], &runs[1]);
         assert_eq!((one.files, one.bytes), (flat.files, flat.bytes_out));
         assert_eq!(one.verdicts, two.verdicts);
+        assert!(one.repetitions >= 3);
         assert!(one.scanners_created <= 1 && two.scanners_created <= 2, "{one:?} {two:?}");
+        // Flattening inside the engine finds the same files and verdicts.
+        let archive = &engine_runs(&engine, &corpus, Input::Archives(&corpus), &[2]).unwrap()[0];
+        assert_eq!((archive.files, archive.bytes, archive.file_errors), (one.files, one.bytes, 0));
+        assert_eq!(archive.verdicts, one.verdicts);
         // The corpus holds one malicious release, found by the bundled rules.
         let flagged: Vec<&String> =
             one.verdicts.iter().filter(|(_, r)| !r.is_empty()).map(|(n, _)| n).collect();

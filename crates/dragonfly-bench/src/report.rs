@@ -70,6 +70,9 @@ pub struct Ratios {
     pub node_vs_engine: f64,
     /// Node packages/s / naive packages/s.
     pub node_vs_naive: f64,
+    /// Node MB/s / in-memory flatten and scan MB/s on N threads (no target:
+    /// what the network and the orchestration cost).
+    pub node_vs_archive: f64,
     /// Engine MB/s on N threads / on 1 thread.
     pub threads_speedup: f64,
     /// `(3 × threads + 1) × max_scan_size + compiled rules`, bytes.
@@ -96,6 +99,8 @@ pub struct Report {
     pub build: &'static str,
     /// Threads of the N-thread runs and of the node.
     pub threads: usize,
+    /// Where the node and the naive client downloaded from (`cdn` or `testkit`).
+    pub downloads: String,
     /// The inputs.
     pub corpus: CorpusInfo,
     /// The rules.
@@ -106,6 +111,11 @@ pub struct Report {
     pub engine_1: EngineRun,
     /// Step 1, N threads.
     pub engine_n: EngineRun,
+    /// Flattening and scanning archives already in memory
+    /// (`Engine::scan_archive`), 1 thread: the node without the network.
+    pub archive_1: EngineRun,
+    /// The same on N threads.
+    pub archive_n: EngineRun,
     /// The node's settings.
     pub node_settings: NodeSettingsInfo,
     /// Step 3.
@@ -133,16 +143,17 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
 }
 
-/// Computes the ratios from the measurements.
+/// Computes the ratios from the measurements; `runs` are the engine limit
+/// on 1 and N threads and the in-memory flatten + scan on N threads.
 pub fn ratios(
     packages: usize,
-    engine_1: &EngineRun,
-    engine_n: &EngineRun,
+    runs: [&EngineRun; 3],
     node: &NodeRun,
     naive: &NaiveRun,
     settings: &NodeSettingsInfo,
     compiled_rules: u64,
 ) -> Ratios {
+    let [engine_1, engine_n, archive_n] = runs;
     let engine_n_mb = mb_per_s(engine_n.bytes, engine_n.secs);
     let node_mb = mb_per_s(engine_n.bytes, node.secs_working);
     let node_packages = per_s(packages as u64, node.secs_working);
@@ -153,6 +164,7 @@ pub fn ratios(
     Ratios {
         node_vs_engine: ratio(node_mb, engine_n_mb),
         node_vs_naive: ratio(node_packages, naive_packages),
+        node_vs_archive: ratio(node_mb, mb_per_s(archive_n.bytes, archive_n.secs)),
         threads_speedup: ratio(engine_n_mb, mb_per_s(engine_1.bytes, engine_1.secs)),
         rss_bound_bytes: bound,
         rss_vs_bound: ratio(node.peak_rss_bytes as f64, bound as f64),
@@ -175,7 +187,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "corpus: {}: {} packages, {} distributions, {:.1} MB of archives, {} files / {:.1} MB scanned\n\
-         rules: {} rules in {} files ({} without filetype), compiled {:.2} MB in {:.2} s; {} threads; {} build\n",
+         rules: {} rules in {} files ({} without filetype), compiled {:.2} MB in {:.2} s; {} threads; {} build; downloads from {}\n",
         r.corpus.source,
         r.corpus.packages,
         r.corpus.distributions,
@@ -189,6 +201,7 @@ pub fn table(report: &Report) -> String {
         r.rules.compile_secs,
         r.threads,
         r.build,
+        r.downloads,
     );
     let _ = writeln!(out, "| step | time s | packages/s | MB/s | files/s | notes |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
@@ -217,6 +230,19 @@ pub fn table(report: &Report) -> String {
         per_s(f.files, f.secs),
         mb_per_s(f.bytes_in, f.secs),
     );
+    for run in [&r.archive_1, &r.archive_n] {
+        let _ = writeln!(
+            out,
+            "| flatten + scan in memory, {} thread{} | {:.3} | {:.1} | {:.1} | {:.0} | best of {}; the node minus the network |",
+            run.threads,
+            if run.threads == 1 { "" } else { "s" },
+            run.secs,
+            per_s(packages, run.secs),
+            mb_per_s(run.bytes, run.secs),
+            per_s(run.files, run.secs),
+            run.repetitions,
+        );
+    }
     let n = &r.node;
     let _ = writeln!(
         out,
@@ -244,7 +270,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(out, "\n| ratio | value | target | |\n|---|---:|---|---|");
     let _ = writeln!(
         out,
-        "| node / engine limit ({} threads), MB/s | {:.2} | >= {TARGET_NODE_VS_ENGINE} | {} |",
+        "| node / engine limit ({} threads), MB/s | {:.3} | >= {TARGET_NODE_VS_ENGINE} | {} |",
         r.threads,
         q.node_vs_engine,
         verdict(q.node_vs_engine >= TARGET_NODE_VS_ENGINE)
@@ -257,14 +283,19 @@ pub fn table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "| engine {} threads / 1 thread, MB/s | {:.2} | >= {TARGET_SPEEDUP} (2 threads) | {} |",
+        "| engine {} threads / 1 thread, MB/s | {:.3} | >= {TARGET_SPEEDUP} (2 threads) | {} |",
         r.threads,
         q.threads_speedup,
         verdict(q.threads_speedup >= TARGET_SPEEDUP)
     );
     let _ = writeln!(
         out,
-        "| node peak RSS / bound | {:.2} | < 1 | {} |",
+        "| node / flatten + scan in memory ({} threads), MB/s | {:.3} | (diagnostic) | |",
+        r.threads, q.node_vs_archive
+    );
+    let _ = writeln!(
+        out,
+        "| node peak RSS / bound | {:.3} | < 1 | {} |",
         q.rss_vs_bound,
         verdict(q.rss_vs_bound < 1.0)
     );
@@ -337,11 +368,19 @@ mod tests {
             verdicts: Default::default(),
         };
         let settings = NodeSettingsInfo { threads: 2, bulk_size: 20, max_scan_size: 100_000_000 };
-        let q = ratios(10, &engine(1, 2.0), &engine(2, 1.0), &node, &naive, &settings, 1_000_000);
+        let q = ratios(
+            10,
+            [&engine(1, 2.0), &engine(2, 1.0), &engine(2, 1.6)],
+            &node,
+            &naive,
+            &settings,
+            1_000_000,
+        );
         // Engine: 50 and 100 MB/s; node: 80 MB/s, 8 packages/s; naive: 1 package/s.
         assert!((q.threads_speedup - 2.0).abs() < 1e-9);
         assert!((q.node_vs_engine - 0.8).abs() < 1e-9);
         assert!((q.node_vs_naive - 8.0).abs() < 1e-9);
+        assert!((q.node_vs_archive - 80.0 / 62.5).abs() < 1e-9);
         assert_eq!(q.rss_bound_bytes, 7 * 100_000_000 + 1_000_000);
         assert!((q.rss_vs_bound - 150.0 / 701.0).abs() < 1e-9);
     }

@@ -119,18 +119,19 @@ fn quoted(fragment: &str) -> String {
 fn generated_rule(index: usize) -> String {
     let filetype = FILETYPES[index % FILETYPES.len()];
     let weight = 1 + (index * 7) % 10;
-    let mut strings = Vec::new();
+    // `(identifier, string)`; `$a` is the anchor some conditions single out.
+    let mut strings: Vec<(String, String)> = Vec::new();
     let condition = if filetype.is_none() {
         // Rules for every file: one or two rare strings.
         let nth = index / FILETYPES.len();
         let a = ANY_FILE_FRAGMENTS[nth % ANY_FILE_FRAGMENTS.len()];
         let b = ANY_FILE_FRAGMENTS[(nth + 3) % ANY_FILE_FRAGMENTS.len()];
-        strings.push(quoted(a));
+        strings.push(("$s0".into(), quoted(a)));
         if a != b {
-            strings.push(quoted(b));
+            strings.push(("$s1".into(), quoted(b)));
         }
         if index.is_multiple_of(3) {
-            strings.push(REGEXES[(index / 3) % REGEXES.len()].to_owned());
+            strings.push(("$re".into(), REGEXES[(index / 3) % REGEXES.len()].to_owned()));
         }
         "any of them".to_owned()
     } else {
@@ -139,22 +140,23 @@ fn generated_rule(index: usize) -> String {
             let fragment = FRAGMENTS[(index * 5 + k * 11) % FRAGMENTS.len()];
             let text = quoted(fragment);
             // Some strings in both encodings, some case-insensitive.
-            strings.push(match (index + k) % 9 {
+            let text = match (index + k) % 9 {
                 0 => format!("{text} nocase"),
                 4 => format!("{text} ascii wide"),
                 _ => text,
-            });
+            };
+            strings.push((if k == 0 { "$a".to_owned() } else { format!("$s{k}") }, text));
         }
         if index % 4 == 1 {
-            strings.push(REGEXES[index % REGEXES.len()].to_owned());
+            strings.push(("$re".into(), REGEXES[index % REGEXES.len()].to_owned()));
         }
         // A unique marker that never occurs: most rules match nothing.
-        strings.push(quoted(&format!("dfbench_{index:03}_marker")));
+        strings.push(("$marker".into(), quoted(&format!("dfbench_{index:03}_marker"))));
         match index % 4 {
             0 => "all of them".to_owned(),
             1 => format!("2 of them and filesize < {}MB", 1 + index % 8),
-            2 => "$s0 and #s0 > 2 and 2 of ($s*)".to_owned(),
-            _ => "any of ($s*) and $s0 at 0".to_owned(),
+            2 => "$a and #a > 2 and any of ($s*, $marker)".to_owned(),
+            _ => "$a at 0 and any of ($s*, $marker)".to_owned(),
         }
     };
     let mut text = format!("rule bench_generated_{index:03}\n{{\n    meta:\n        weight = {weight}\n");
@@ -162,8 +164,8 @@ fn generated_rule(index: usize) -> String {
         text.push_str(&format!("        filetype = \"{filetype}\"\n"));
     }
     text.push_str(&format!("        description = \"generated bench rule {index}\"\n    strings:\n"));
-    for (k, string) in strings.iter().enumerate() {
-        text.push_str(&format!("        $s{k} = {string}\n"));
+    for (name, string) in &strings {
+        text.push_str(&format!("        {name} = {string}\n"));
     }
     text.push_str(&format!("    condition:\n        {condition}\n}}\n\n"));
     text
@@ -228,6 +230,7 @@ mod tests {
         assert_eq!(generated_sources(), generated_sources());
         let sources = generated_sources();
         let rules = RuleSet::compile("g", sources.iter().map(|(n, s)| (n, s))).unwrap();
+        assert_eq!(rules.warnings(), &[] as &[String]);
         let mut scanner = yara_x::Scanner::new(rules.yara());
         // Ordinary code matches nothing; a file with a rare string matches
         // one of the rules that apply to every file.

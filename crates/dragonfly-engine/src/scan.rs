@@ -149,7 +149,14 @@ impl Engine {
         let results: Vec<FileResult> = if bytes < PARALLEL_MIN_BYTES || wanted.len() < 2 {
             wanted.iter().map(|f| self.scan_file(f)).collect()
         } else {
-            wanted.par_iter().map(|f| self.scan_file(f)).collect()
+            // Largest files first, so that one big file does not finish last
+            // alone; the report keeps archive order.
+            let mut order: Vec<usize> = (0..wanted.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(wanted[i].data.len()));
+            let mut results: Vec<(usize, FileResult)> =
+                order.into_par_iter().with_max_len(1).map(|i| (i, self.scan_file(&wanted[i]))).collect();
+            results.sort_by_key(|&(i, _)| i);
+            results.into_iter().map(|(_, result)| result).collect()
         };
         let mut report = DistributionReport {
             source: source.to_owned(),

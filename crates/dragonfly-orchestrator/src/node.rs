@@ -175,6 +175,7 @@ impl Node {
             budget: ByteBudget::new(s.max_scan_size.saturating_mul(3 * s.threads as u64 + 1)),
             delivery_blocked: AtomicBool::new(false),
             avg_job_secs: Mutex::new(None),
+            room: Signal::default(),
         });
 
         let (pending_tx, pending_rx) = crossbeam_channel::unbounded::<Work>();
@@ -251,6 +252,8 @@ struct Shared {
     delivery_blocked: AtomicBool,
     /// Moving average of a job's time from lease to result.
     avg_job_secs: Mutex<Option<f64>>,
+    /// Signalled when a job is finished, so the loader can lease at once.
+    room: Signal,
 }
 
 impl Shared {
@@ -270,9 +273,12 @@ impl Shared {
                 continue;
             }
             let held = self.stats.jobs_held.load(Ordering::Relaxed);
-            let room = self.max_held().saturating_sub(held);
-            if room == 0 || self.delivery_blocked.load(Ordering::Relaxed) {
-                self.shutdown.sleep(Duration::from_millis(50));
+            let max_held = self.max_held();
+            let room = max_held.saturating_sub(held);
+            // Lease in batches (half the cap free), but never let threads idle.
+            let worth_asking = room > 0 && (room * 2 >= max_held || held < 2 * self.settings.threads as u64);
+            if !worth_asking || self.delivery_blocked.load(Ordering::Relaxed) {
+                self.room.wait(Duration::from_millis(500));
                 continue;
             }
             let batch = room.min(self.settings.bulk_size as u64) as usize;
@@ -564,6 +570,7 @@ impl Shared {
         queue.pop_front();
         Stats::sub(&self.stats.results_pending, 1);
         Stats::sub(&self.stats.jobs_held, 1);
+        self.room.notify();
     }
 }
 
@@ -600,6 +607,28 @@ fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     }
     let base = Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(12));
     base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// A wake-up call between threads: `wait` returns after `notify` or a
+/// timeout, whichever comes first.
+#[derive(Default)]
+struct Signal {
+    flag: Mutex<bool>,
+    cvar: Condvar,
+}
+
+impl Signal {
+    fn notify(&self) {
+        *self.flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cvar.notify_all();
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let flag = self.flag.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut flag, _) =
+            self.cvar.wait_timeout_while(flag, timeout, |set| !*set).unwrap_or_else(|e| e.into_inner());
+        *flag = false;
+    }
 }
 
 /// A counting budget of bytes held in memory by downloads.
