@@ -1,6 +1,7 @@
 //! Node configuration: built-in defaults < `Config.toml` < `DRAGONFLY_*`
 //! environment variables, validated once at start.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -121,6 +122,19 @@ impl Default for Config {
     }
 }
 
+/// Settings that are text, read from the environment without parsing.
+const TEXT_KEYS: &[&str] = &[
+    "base_url",
+    "auth0_domain",
+    "audience",
+    "client_id",
+    "client_secret",
+    "username",
+    "password",
+    "token",
+    "metrics_addr",
+];
+
 /// Names of the settings that hold secrets.
 const SECRET_KEYS: &[&str] = &["client_secret", "password", "token"];
 
@@ -128,10 +142,19 @@ impl Config {
     /// Loads defaults < `config_file` (if it exists) < `DRAGONFLY_*`
     /// environment, then validates.
     pub fn load(config_file: &Path) -> Result<Config> {
+        // figment reads `DRAGONFLY_PASSWORD=0123` as a number; text settings
+        // are taken from the environment verbatim instead.
+        let verbatim: BTreeMap<&str, String> = TEXT_KEYS
+            .iter()
+            .filter_map(|key| {
+                std::env::var(format!("DRAGONFLY_{}", key.to_uppercase())).ok().map(|v| (*key, v))
+            })
+            .collect();
         Self::from_figment(
             Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::file(config_file))
-                .merge(Env::prefixed("DRAGONFLY_")),
+                .merge(Env::prefixed("DRAGONFLY_").ignore(TEXT_KEYS))
+                .merge(Serialized::defaults(verbatim)),
         )
     }
 
@@ -140,6 +163,10 @@ impl Config {
             let errors: Vec<String> = err
                 .into_iter()
                 .map(|e| match e.path.last() {
+                    // The error kind may quote the value: never for secrets.
+                    Some(key) if SECRET_KEYS.contains(&key.as_str()) => {
+                        format!("setting `{key}` (DRAGONFLY_{}) is not valid", key.to_uppercase())
+                    }
                     Some(key) => format!("setting `{key}` (DRAGONFLY_{}): {}", key.to_uppercase(), e.kind),
                     None => e.to_string(),
                 })
@@ -162,6 +189,8 @@ impl Config {
             ("max_entries", self.max_entries),
             ("max_expansion_ratio", self.max_expansion_ratio),
             ("http_timeout", self.http_timeout),
+            ("load_duration", self.load_duration),
+            ("wait_duration", self.wait_duration),
             ("lease_timeout", self.lease_timeout),
             ("summary_interval", self.summary_interval),
         ];
@@ -367,6 +396,21 @@ mod tests {
         .unwrap();
         let fields: std::collections::BTreeSet<String> = value.as_table().unwrap().keys().cloned().collect();
         assert_eq!(documented, fields, "docs/configuration.md and Config disagree");
+    }
+
+    #[test]
+    fn text_settings_are_read_verbatim() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DRAGONFLY_AUTH_MODE", "token");
+            jail.set_env("DRAGONFLY_TOKEN", "0012345");
+            jail.set_env("DRAGONFLY_PASSWORD", "true");
+            jail.set_env("DRAGONFLY_THREADS", "3");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.token.as_deref(), Some("0012345"));
+            assert_eq!(c.password.as_deref(), Some("true"));
+            assert_eq!(c.threads, 3);
+            Ok(())
+        });
     }
 
     #[test]

@@ -56,4 +56,4 @@ pub use report::{
     inspector_url,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleInfo, RuleSet};
-pub use scan::{DEFAULT_TIMEOUT, Engine, scanners_created};
+pub use scan::{DEFAULT_TIMEOUT, Engine, scanners_created, scanners_created_on_this_thread};

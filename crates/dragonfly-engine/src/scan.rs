@@ -1,6 +1,6 @@
 //! The scanning engine: archive bytes or a directory -> files -> matches.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -254,6 +254,7 @@ thread_local! {
     /// replaced when a different rule set (or timeout) is used; until then
     /// it keeps its rule set alive.
     static SCANNER: RefCell<Option<(Duration, OwnedScanner)>> = const { RefCell::new(None) };
+    static CREATED_HERE: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Runs `f` with this thread's scanner for `rules`, creating it on first
@@ -271,6 +272,7 @@ fn with_scanner<R>(
             // Drop the old scanner first so that its rule set can be freed.
             *slot = None;
             SCANNERS_CREATED.fetch_add(1, Ordering::Relaxed);
+            CREATED_HERE.with(|n| n.set(n.get() + 1));
             let scanner = OwnedScanner::new(Arc::clone(rules), |rules| {
                 let mut scanner = yara_x::Scanner::new(rules.yara());
                 scanner.set_timeout(timeout);
@@ -287,4 +289,9 @@ fn with_scanner<R>(
 /// thread and rule set when reuse works.
 pub fn scanners_created() -> usize {
     SCANNERS_CREATED.load(Ordering::Relaxed)
+}
+
+/// How many yara-x scanners the calling thread has created.
+pub fn scanners_created_on_this_thread() -> usize {
+    CREATED_HERE.with(Cell::get)
 }

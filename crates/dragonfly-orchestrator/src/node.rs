@@ -28,7 +28,8 @@ pub struct NodeSettings {
     pub bulk_size: usize,
     /// Wait between lease requests while the server has no jobs.
     pub load_duration: Duration,
-    /// How long idle workers wait for work before checking for shutdown.
+    /// How long an idle worker or the sender blocks on its queue before
+    /// polling again.
     pub wait_duration: Duration,
     /// The server's lease (job timeout): the node never holds more work
     /// than it expects to finish well within it.
@@ -151,6 +152,11 @@ impl Node {
         if s.threads == 0 || s.bulk_size == 0 || s.max_scan_size == 0 {
             return Err(NodeError::Settings(
                 "threads, bulk_size and max_scan_size must be at least 1".into(),
+            ));
+        }
+        if s.load_duration.is_zero() || s.wait_duration.is_zero() || s.summary_interval.is_zero() {
+            return Err(NodeError::Settings(
+                "load_duration, wait_duration and summary_interval must be more than 0".into(),
             ));
         }
         let pool = Arc::new(
@@ -294,17 +300,20 @@ impl Shared {
                     Stats::add(&self.stats.jobs_leased, n);
                     Stats::add(&self.stats.jobs_held, n);
                     log::debug!("leased {n} jobs");
+                    let leased_at = Instant::now();
                     // New rules are fetched here, off the scanning threads,
                     // before the jobs that name them are scanned.
                     let mut hashes: Vec<&str> = jobs.iter().map(|j| j.hash.as_str()).collect();
+                    hashes.sort_unstable();
                     hashes.dedup();
                     for hash in hashes {
                         self.rules.ensure(Some(hash));
                     }
-                    let leased_at = Instant::now();
                     for job in jobs {
-                        // The receivers live as long as this sender is used.
-                        let _ = pending.send(Work { job, leased_at });
+                        if pending.send(Work { job, leased_at }).is_err() {
+                            // No downloader is left (they only stop at exit).
+                            Stats::sub(&self.stats.jobs_held, 1);
+                        }
                     }
                 }
                 Err(err) => {
@@ -337,11 +346,15 @@ impl Shared {
                 // Reserve the worst case while downloading, keep what arrived.
                 let max = self.settings.max_scan_size;
                 self.budget.acquire(max);
-                let bytes = self.download_one(&job.work.job, url);
+                let bytes = catch_unwind(AssertUnwindSafe(|| self.download_one(&job.work.job, url)))
+                    .unwrap_or_else(|panic| {
+                        Err(format!("{INTERNAL_ERROR} while downloading: {}", panic_message(&*panic)))
+                    });
                 let reserved = bytes.as_ref().map_or(0, |b| (b.len() as u64).min(max));
                 self.budget.release(max - reserved);
                 let loaded = Loaded { job: Arc::clone(&job), index, url: url.clone(), bytes, reserved };
                 if ready.send(loaded).is_err() {
+                    self.budget.release(reserved);
                     return;
                 }
             }
@@ -389,7 +402,11 @@ impl Shared {
             self.budget.release(reserved);
             job.reports.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(report);
             if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                let result = self.finish_job(&job);
+                let result =
+                    catch_unwind(AssertUnwindSafe(|| self.finish_job(&job))).unwrap_or_else(|panic| {
+                        let reason = format!("{INTERNAL_ERROR} while reporting: {}", panic_message(&*panic));
+                        failure(&job.work.job, reason)
+                    });
                 self.send_result(&results, result);
             }
         }
@@ -413,11 +430,7 @@ impl Shared {
         let scanned = catch_unwind(AssertUnwindSafe(|| pool.install(|| engine.scan_archive(url, &bytes))));
         self.stats.observe_scan(started.elapsed());
         scanned.unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let message = panic_message(&*panic);
             log::error!("{}=={}: scan of {url} panicked: {message}", job.work.job.name, job.work.job.version);
             DistributionReport::failed(url, format!("{INTERNAL_ERROR} while scanning: {message}"))
         })
@@ -542,8 +555,17 @@ impl Shared {
                 Err(err) if err.is_transient() || err.kind() == ErrorKind::Auth => {
                     failures += 1;
                     Stats::add(&self.stats.results_retried, 1);
+                    // One result the server keeps refusing must not hold up
+                    // the others: try the next one first. Only when a whole
+                    // round failed does the node back off and stop leasing.
+                    queue.rotate_left(1);
+                    if (failures as usize) < queue.len() {
+                        log::warn!("{label}: can not deliver result ({err}); trying the next one");
+                        continue;
+                    }
                     self.delivery_blocked.store(true, Ordering::Relaxed);
-                    let wait = backoff(failures, err.retry_after()).min(Duration::from_secs(60));
+                    let rounds = failures / queue.len().max(1) as u32;
+                    let wait = backoff(rounds, err.retry_after()).min(Duration::from_secs(60));
                     log::warn!(
                         "{label}: can not deliver result ({err}); retry in {wait:?}, {} waiting",
                         queue.len()
@@ -587,6 +609,14 @@ fn held_limit(threads: usize, bulk_size: usize, lease: Duration, avg_job_secs: O
             fit.clamp(threads, cap)
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn failure(job: &Job, reason: String) -> JobResult {

@@ -32,6 +32,9 @@ pub(crate) struct Rules {
 struct Backoff {
     failures: u32,
     next_try: Option<Instant>,
+    /// The hash whose rules failed to compile (`None`: the fetch failed).
+    /// A job naming another hash is not held back by this failure.
+    failed_hash: Option<String>,
 }
 
 impl Rules {
@@ -81,16 +84,28 @@ impl Rules {
         if satisfied(self.current_hash()) {
             return true;
         }
-        if backoff.next_try.is_some_and(|t| Instant::now() < t) {
+        let waiting = backoff.next_try.is_some_and(|t| Instant::now() < t);
+        let other_hash = matches!((wanted, &backoff.failed_hash), (Some(w), Some(f)) if w != f);
+        if waiting && !other_hash {
             return self.current().is_some();
         }
         match self.fetch_and_compile() {
             Ok(engine) => {
                 let hash = engine.rules().hash().to_owned();
                 let previous = self.current_hash();
+                *backoff = Backoff::default();
+                if previous.as_deref() == Some(hash.as_str()) {
+                    // The server still serves the rules in use: ask again
+                    // for this job's hash only after a pause.
+                    if let Some(w) = wanted.filter(|w| *w != hash) {
+                        log::warn!("a job asked for rules {w}, the server serves {hash}");
+                        backoff.next_try = Some(Instant::now() + FIRST_RETRY);
+                        backoff.failed_hash = Some(w.to_owned());
+                    }
+                    return true;
+                }
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
                 *self.stats.rule_hash.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash.clone());
-                *backoff = Backoff::default();
                 match previous {
                     Some(old) => log::info!("rules updated from {old} to {hash}"),
                     None => log::info!("rules {hash} loaded"),
@@ -99,11 +114,12 @@ impl Rules {
                     log::warn!("a job asked for rules {w}, the server serves {hash}");
                 }
             }
-            Err(message) => {
+            Err((message, failed_hash)) => {
                 Stats::add(&self.stats.rule_failures, 1);
                 let wait = FIRST_RETRY.saturating_mul(1 << backoff.failures.min(10)).min(MAX_RETRY);
                 backoff.failures += 1;
                 backoff.next_try = Some(Instant::now() + wait);
+                backoff.failed_hash = failed_hash;
                 match self.current_hash() {
                     Some(old) => {
                         log::error!("{message}; still scanning with rules {old}, next try in {wait:?}")
@@ -115,18 +131,21 @@ impl Rules {
         self.current().is_some()
     }
 
-    fn fetch_and_compile(&self) -> Result<Engine, String> {
-        let set = self.client.rules().map_err(|e| format!("can not fetch rules: {e}"))?;
+    /// The engine for the rules the server serves now; on failure, the
+    /// message and, when compilation failed, the hash that did not compile.
+    fn fetch_and_compile(&self) -> Result<Engine, (String, Option<String>)> {
+        let set = self.client.rules().map_err(|e| (format!("can not fetch rules: {e}"), None))?;
         if self.current_hash().as_deref() == Some(set.hash.as_str()) {
-            return self.current().ok_or_else(|| "rules vanished".to_owned());
+            return self.current().ok_or_else(|| ("rules vanished".to_owned(), None));
         }
         let started = Instant::now();
         let rules = self.load_cached(&set.hash).map_or_else(
             || {
-                let compiled = RuleSet::compile(set.hash.clone(), &set.rules)
-                    .map_err(|e| format!("can not compile rules {}: {e}", set.hash))?;
+                let compiled = RuleSet::compile(set.hash.clone(), &set.rules).map_err(|e| {
+                    (format!("can not compile rules {}: {e}", set.hash), Some(set.hash.clone()))
+                })?;
                 self.store_cached(&compiled);
-                Ok::<_, String>(compiled)
+                Ok::<_, (String, Option<String>)>(compiled)
             },
             Ok,
         )?;

@@ -61,6 +61,8 @@ mod tests {
         assert!(!shutdown.sleep(Duration::from_millis(1)));
         let other = shutdown.clone();
         let sleeper = std::thread::spawn(move || other.sleep(Duration::from_secs(600)));
+        // Let the sleeper block first, so the wake-up itself is tested.
+        std::thread::sleep(Duration::from_millis(50));
         shutdown.trigger();
         assert!(sleeper.join().unwrap());
         assert!(shutdown.is_triggered());

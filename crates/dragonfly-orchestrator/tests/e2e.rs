@@ -170,6 +170,11 @@ fn rule_change_mid_run_and_broken_rules_keep_the_old_ones() {
     );
     server.add_package("third", "1.0", python_package("third", &needle));
     assert!(server.wait_drained(WAIT));
+
+    // Fixed rules right after the failure are not held back by its backoff.
+    server.set_rules("hash-d", BTreeMap::from([("d.yar".to_owned(), rule("rule_d", &needle))]));
+    server.add_package("fourth", "1.0", python_package("fourth", &needle));
+    assert!(server.wait_drained(WAIT));
     let stats = Arc::clone(&node.stats);
     node.stop();
 
@@ -181,8 +186,10 @@ fn rule_change_mid_run_and_broken_rules_keep_the_old_ones() {
     assert_eq!(by_name("second")["rules_matched"], serde_json::json!(["rule_b"]));
     assert_eq!(by_name("third")["commit"], "hash-b");
     assert_eq!(by_name("third")["rules_matched"], serde_json::json!(["rule_b"]));
+    assert_eq!(by_name("fourth")["commit"], "hash-d");
+    assert_eq!(by_name("fourth")["rules_matched"], serde_json::json!(["rule_d"]));
     assert!(stats.rule_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-    assert_eq!(stats.rule_loads.load(std::sync::atomic::Ordering::Relaxed), 2, "compiled once per hash");
+    assert_eq!(stats.rule_loads.load(std::sync::atomic::Ordering::Relaxed), 3, "compiled once per hash");
 }
 
 #[test]
@@ -247,7 +254,8 @@ fn shutdown_delivers_the_results_of_held_jobs() {
         server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));
     }
     let node = RunningNode::start(open_client(&server), NodeSettings { bulk_size: 6, ..settings() });
-    while server.stats().leases == 0 {
+    let started = std::time::Instant::now();
+    while server.stats().leases == 0 && started.elapsed() < WAIT {
         std::thread::sleep(Duration::from_millis(10));
     }
     let summary = node.stop();
@@ -303,6 +311,7 @@ fn unscannable_packages_are_failures_with_reasons() {
         }],
     );
     server.add_job("missing", "1.0", vec![format!("{}/packages/nowhere/missing-1.0.tar.gz", server.url())]);
+    server.add_job("empty", "1.0", vec![]);
     let big = vec![b'a'; 4096];
     server.add_package("big", "1.0", vec![Distribution { filename: "big-1.0.whl".into(), bytes: big }]);
     let node = RunningNode::start(open_client(&server), NodeSettings { max_scan_size: 1024, ..settings() });
@@ -315,7 +324,8 @@ fn unscannable_packages_are_failures_with_reasons() {
     assert!(reason("garbage").contains("unsupported"), "{}", reason("garbage"));
     assert!(reason("missing").contains("download failed"), "{}", reason("missing"));
     assert!(reason("big").contains("too large"), "{}", reason("big"));
-    assert_eq!(accepted(&results).len(), 3);
+    assert!(reason("empty").contains("no distributions"), "{}", reason("empty"));
+    assert_eq!(accepted(&results).len(), 4);
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub fn run(config: Config) -> Result<ExitCode> {
     if summary.jobs_abandoned > 0 {
         log::warn!("stopped with {} jobs unfinished", summary.jobs_abandoned);
     }
-    log::info!("stopped; {} results delivered", summary.results_finished);
+    log::info!("stopped; {} results finished (delivered or refused by the server)", summary.results_finished);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -202,7 +202,11 @@ impl InputResult {
             files_scanned: sum(|d| d.files_scanned),
             files_skipped: sum(|d| d.files_skipped),
             bytes_scanned: sum(|d| d.bytes_scanned),
-            errors: report.problems(),
+            errors: if report.distributions.is_empty() {
+                vec!["the release has no distributions to scan".to_owned()]
+            } else {
+                report.problems()
+            },
         }
     }
 
