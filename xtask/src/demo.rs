@@ -94,7 +94,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     .as_str()
                     .and_then(|u| u.rsplit_once(".whl/").or_else(|| u.rsplit_once(".tar.gz/")))
                     .map_or("-", |(_, file)| file);
-                println!("{package:<28} {:>5}  {file:<56} {rules}", body["score"]);
+                // `Value`'s Display ignores widths: pad a String.
+                let score = body["score"].to_string();
+                println!("{package:<28} {score:>5}  {file:<56} {rules}");
             }
         }
     }
