@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dragonfly_flatten::{File, Limits};
+use dragonfly_flatten::{File, Format, Limits, ZipFiles};
 use rayon::prelude::*;
 
 use crate::report::{DistributionReport, FileError, FileReport, PackageReport, RuleMatch};
@@ -63,8 +63,20 @@ impl Engine {
     /// Flattens one distribution archive in memory and scans its files.
     /// `source` names it in the report (its download URL, or a path).
     /// Never fails: problems are recorded in the report.
+    ///
+    /// A large zip (a wheel) is decompressed file by file on all threads,
+    /// each file scanned as soon as it is out and then dropped: the archive
+    /// is never held uncompressed as a whole.
     pub fn scan_archive(&self, source: &str, bytes: &[u8]) -> DistributionReport {
         let keep = |path: &str| self.rules.applies_to(path);
+        let large_zip = bytes.len() as u64 >= PARALLEL_MIN_BYTES
+            && dragonfly_flatten::detect_format(bytes).is_ok_and(|f| f == Format::Zip);
+        if large_zip {
+            return match dragonfly_flatten::zip_files(bytes, &self.limits, &keep) {
+                Ok(zip) => self.scan_zip(source, &zip),
+                Err(err) => DistributionReport::failed(source, err.to_string()),
+            };
+        }
         match dragonfly_flatten::flatten_filtered(bytes, &self.limits, &keep) {
             Ok(flat) => {
                 let mut report = self.scan_files(source, flat.files);
@@ -74,6 +86,35 @@ impl Engine {
             }
             Err(err) => DistributionReport::failed(source, err.to_string()),
         }
+    }
+
+    fn scan_zip(&self, source: &str, zip: &ZipFiles<'_>) -> DistributionReport {
+        // Largest first, so that one big file does not finish last alone.
+        let mut order: Vec<usize> = (0..zip.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
+        let scanned: Result<Vec<(usize, u64, FileResult)>, dragonfly_flatten::Error> = order
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|i| {
+                let file = zip.extract(i)?;
+                Ok((i, file.data.len() as u64, self.scan_file(&file)))
+            })
+            .collect();
+        let mut scanned = match scanned {
+            Ok(scanned) => scanned,
+            Err(err) => return DistributionReport::failed(source, err.to_string()),
+        };
+        scanned.sort_by_key(|&(i, _, _)| i);
+        let mut report = DistributionReport {
+            source: source.to_owned(),
+            format: Some(Format::Zip.to_string()),
+            files_scanned: scanned.len() as u64,
+            files_skipped: zip.skipped().filtered,
+            bytes_scanned: scanned.iter().map(|&(_, size, _)| size).sum(),
+            ..Default::default()
+        };
+        report.add_results(scanned.into_iter().map(|(_, _, result)| result));
+        report
     }
 
     /// Scans the regular files under `dir` (recursively, symlinks not
@@ -165,13 +206,7 @@ impl Engine {
             bytes_scanned: bytes,
             ..Default::default()
         };
-        for result in results {
-            match result {
-                FileResult::Clean => {}
-                FileResult::Matched(file) => report.files.push(file),
-                FileResult::Failed(error) => report.file_errors.push(error),
-            }
-        }
+        report.add_results(results);
         report
     }
 
@@ -233,6 +268,19 @@ enum FileResult {
     Clean,
     Matched(FileReport),
     Failed(FileError),
+}
+
+impl DistributionReport {
+    /// Adds per-file results, in order.
+    fn add_results(&mut self, results: impl IntoIterator<Item = FileResult>) {
+        for result in results {
+            match result {
+                FileResult::Clean => {}
+                FileResult::Matched(file) => self.files.push(file),
+                FileResult::Failed(error) => self.file_errors.push(error),
+            }
+        }
+    }
 }
 
 static SCANNERS_CREATED: AtomicUsize = AtomicUsize::new(0);

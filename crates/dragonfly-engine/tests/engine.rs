@@ -269,3 +269,50 @@ fn large_distributions_scan_in_parallel_with_the_same_result() {
     sorted_by_archive_order.sort_by_key(|p| files.iter().position(|(q, _)| q == p));
     assert_eq!(paths, sorted_by_archive_order, "reports keep archive order");
 }
+
+/// Incompressible bytes, so that an archive of them is large.
+fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn large_wheels_are_extracted_and_scanned_file_parallel() {
+    let rules = Arc::new(RuleSet::compile("t", rules_source()).unwrap());
+    let engine = Engine::new(Arc::clone(&rules));
+    let mut files = package_files("big-2");
+    for i in 0..40 {
+        let mut data = noise(i + 1, 64 << 10);
+        if i % 10 == 3 {
+            data.extend_from_slice(&payload(&["exec(base", "64.b64decode('eA=='))"]));
+        }
+        files.push((format!("big-2/gen/m{i}.py"), data));
+    }
+    let bytes = wheel(&files);
+    assert!(bytes.len() > 2 << 20, "the archive must take the parallel path");
+
+    let report = engine.scan_archive("https://h/big-2-py3-none-any.whl", &bytes);
+    assert!(report.is_complete(), "{report:?}");
+    let flat =
+        dragonfly_flatten::flatten_filtered(&bytes, &Limits::default(), &|p| rules.applies_to(p)).unwrap();
+    let sequential = engine.scan_files("https://h/big-2-py3-none-any.whl", flat.files);
+    assert_eq!(report.files, sequential.files, "same matches, same (archive) order");
+    assert_eq!(report.files_scanned, sequential.files_scanned);
+    assert_eq!(report.bytes_scanned, sequential.bytes_scanned);
+    assert_eq!(report.format.as_deref(), Some("zip"));
+    assert_eq!(engine_matches(&report), reference(&rules, &files));
+    assert!(report.files.iter().filter(|f| f.path.starts_with("big-2/gen/")).count() == 4);
+
+    // Limits still hold, and the failure names the file.
+    let strict = Engine::new(rules).with_limits(Limits { max_file_bytes: 32 << 10, ..Limits::default() });
+    let failed = strict.scan_archive("big-2.whl", &bytes);
+    let error = failed.error.expect("a file is over the limit");
+    assert!(error.contains("big-2/gen/m"), "{error}");
+}

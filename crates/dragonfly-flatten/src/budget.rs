@@ -3,8 +3,8 @@
 //! Readers never ask for more than one byte beyond what the limits allow, so
 //! a limit is reported right after it is crossed and no buffer grows past it.
 
-use std::cell::Cell;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::{Error, Format, LimitKind, Limits, RATIO_FLOOR_BYTES, XZ_MEMORY_LIMIT_BYTES};
 
@@ -15,20 +15,22 @@ const ZERO_STEP: usize = 256 << 10;
 /// Growth step once a file outgrows its first reservation.
 const MIN_GROWTH: usize = 64 << 10;
 
-/// The running counts of one flatten call.
+/// The running counts of one flatten call. Shared by every thread that
+/// extracts files of one archive: counts are atomic, so a limit holds across
+/// them (each thread may read at most one buffer past it).
 pub(crate) struct Budget {
     limits: Limits,
     /// Cap on produced bytes: the total limit or the ratio cap, whichever is smaller.
     total_cap: u64,
     total_kind: LimitKind,
     /// Bytes of file data produced.
-    file_bytes: Cell<u64>,
+    file_bytes: AtomicU64,
     /// Bytes of decompressed tar stream produced.
-    stream_bytes: Cell<u64>,
-    entries: Cell<u64>,
+    stream_bytes: AtomicU64,
+    entries: AtomicU64,
     /// Set when [`StreamCounter`] refused to read on; tar hands us back only
     /// an `io::Error`, so this is how that error is recognised.
-    stream_tripped: Cell<bool>,
+    stream_tripped: AtomicBool,
 }
 
 impl Budget {
@@ -43,10 +45,10 @@ impl Budget {
             limits: limits.clone(),
             total_cap,
             total_kind,
-            file_bytes: Cell::new(0),
-            stream_bytes: Cell::new(0),
-            entries: Cell::new(0),
-            stream_tripped: Cell::new(false),
+            file_bytes: AtomicU64::new(0),
+            stream_bytes: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            stream_tripped: AtomicBool::new(false),
         }
     }
 
@@ -62,8 +64,7 @@ impl Budget {
 
     /// Counts one archive entry of any kind.
     pub(crate) fn count_entry(&self, path: &str) -> Result<(), Error> {
-        let entries = self.entries.get() + 1;
-        self.entries.set(entries);
+        let entries = self.entries.fetch_add(1, Relaxed) + 1;
         if entries > self.limits.max_entries {
             return Err(self.limit_error(LimitKind::Entries, Some(path)));
         }
@@ -73,7 +74,7 @@ impl Budget {
     /// Maps an I/O error met while reading `format`, recognising limit hits
     /// of the [`StreamCounter`].
     pub(crate) fn io_error(&self, err: io::Error, format: Format, path: Option<&str>) -> Error {
-        if self.stream_tripped.get() {
+        if self.stream_tripped.load(Relaxed) {
             return self.limit_error(self.total_kind, path);
         }
         let path = path.map(str::to_owned);
@@ -93,13 +94,13 @@ impl Budget {
 
     /// Bytes of decompressed tar stream read so far.
     pub(crate) fn stream_bytes(&self) -> u64 {
-        self.stream_bytes.get()
+        self.stream_bytes.load(Relaxed)
     }
 
     /// Bytes a file of `len` bytes may still grow without crossing a limit.
     fn file_room(&self, len: u64) -> u64 {
         let file_room = self.limits.max_file_bytes.saturating_sub(len);
-        let total_room = self.total_cap.saturating_sub(self.file_bytes.get());
+        let total_room = self.total_cap.saturating_sub(self.file_bytes.load(Relaxed));
         file_room.min(total_room)
     }
 
@@ -109,8 +110,7 @@ impl Budget {
         if len.saturating_add(n) > self.limits.max_file_bytes {
             return Err(self.limit_error(LimitKind::FileBytes, Some(path)));
         }
-        let total = self.file_bytes.get().saturating_add(n);
-        self.file_bytes.set(total);
+        let total = self.file_bytes.fetch_add(n, Relaxed).saturating_add(n);
         if total > self.total_cap {
             return Err(self.limit_error(self.total_kind, Some(path)));
         }
@@ -188,17 +188,16 @@ impl<'b, R> StreamCounter<'b, R> {
 impl<R: Read> Read for StreamCounter<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let budget = self.budget;
-        if budget.stream_tripped.get() {
+        if budget.stream_tripped.load(Relaxed) {
             return Err(io::Error::other("limit crossed"));
         }
-        let so_far = budget.stream_bytes.get();
+        let so_far = budget.stream_bytes.load(Relaxed);
         let room = budget.total_cap.saturating_sub(so_far).saturating_add(1);
         let max = buf.len().min(to_usize(room));
         let n = self.inner.read(&mut buf[..max])?;
-        let total = so_far.saturating_add(n as u64);
-        budget.stream_bytes.set(total);
+        let total = budget.stream_bytes.fetch_add(n as u64, Relaxed).saturating_add(n as u64);
         if total > budget.total_cap {
-            budget.stream_tripped.set(true);
+            budget.stream_tripped.store(true, Relaxed);
             return Err(io::Error::other("limit crossed"));
         }
         Ok(n)

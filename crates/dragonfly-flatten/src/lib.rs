@@ -208,6 +208,70 @@ pub fn flatten_filtered(
     Ok(Flattened { format, files: out.files, skipped: out.skipped })
 }
 
+/// The files of a zip archive, listed and checked but not yet
+/// decompressed, so that a caller can extract them in any order or from
+/// several threads at once (`ZipFiles` is `Sync`). The limits hold across
+/// all extractions together, as in [`flatten_filtered`], whose checks
+/// (structure, encryption, entry count, compression method) have all been
+/// made by [`zip_files`].
+pub struct ZipFiles<'a> {
+    bytes: &'a [u8],
+    budget: budget::Budget,
+    plan: zipfile::Plan,
+}
+
+/// Lists the files of the zip `bytes` that pass `keep`, without
+/// decompressing any; fails as [`flatten_filtered`] would before reading
+/// file data.
+pub fn zip_files<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<ZipFiles<'a>, Error> {
+    let format = detect_format(bytes)?;
+    if format != Format::Zip {
+        return Err(Error::UnsupportedFormat {
+            seen: format!("a {format} archive where a zip was expected"),
+        });
+    }
+    let budget = budget::Budget::new(limits, bytes.len() as u64);
+    let plan = zipfile::plan(bytes, &budget, keep)?;
+    Ok(ZipFiles { bytes, budget, plan })
+}
+
+impl ZipFiles<'_> {
+    /// Number of files to extract.
+    pub fn len(&self) -> usize {
+        self.plan.kept.len()
+    }
+
+    /// Whether there is no file to extract.
+    pub fn is_empty(&self) -> bool {
+        self.plan.kept.is_empty()
+    }
+
+    /// Path of file `index` (central-directory order).
+    pub fn path(&self, index: usize) -> &str {
+        &self.plan.kept[index].0
+    }
+
+    /// The uncompressed size the archive declares for file `index`: a hint
+    /// for scheduling only, never trusted for limits.
+    pub fn declared_size(&self, index: usize) -> u64 {
+        self.plan.kept[index].1.size()
+    }
+
+    /// What was not listed as a file.
+    pub fn skipped(&self) -> &Skipped {
+        &self.plan.skipped
+    }
+
+    /// Decompresses file `index` within the limits.
+    pub fn extract(&self, index: usize) -> Result<File, Error> {
+        zipfile::extract(self.bytes, &self.budget, &self.plan.kept[index])
+    }
+}
+
 /// What a format reader hands back.
 pub(crate) struct Output {
     pub(crate) files: Vec<File>,

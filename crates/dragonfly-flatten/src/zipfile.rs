@@ -10,7 +10,7 @@
 
 use std::io::Cursor;
 
-use zip::read::{Config, ZipFileEntry};
+use zip::read::{Config, OwnedZipFileEntry, ZipFileEntry};
 use zip::result::ZipError;
 use zip::unstable::read::ZipIterable;
 use zip::{CompressionMethod, ZipReadOptions};
@@ -36,15 +36,30 @@ type Entry = ZipFileEntry<'static>;
 
 /// Reads every entry of the zip archive `bytes`.
 pub(crate) fn flatten(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -> Result<Output, Error> {
+    let plan = plan(bytes, budget, keep)?;
+    let files =
+        (0..plan.kept.len()).map(|i| extract(bytes, budget, &plan.kept[i])).collect::<Result<_, _>>()?;
+    Ok(Output { files, skipped: plan.skipped })
+}
+
+/// The files of a zip to decompress, in central-directory order, after
+/// every check that needs no decompression.
+pub(crate) struct Plan {
+    pub(crate) kept: Vec<(String, OwnedZipFileEntry)>,
+    pub(crate) skipped: Skipped,
+}
+
+/// Lists and checks the archive; decompresses nothing.
+pub(crate) fn plan(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -> Result<Plan, Error> {
     let mut archive =
         ZipIterable::try_new(Cursor::new(bytes), Config::default()).map_err(|e| zip_error(e, None))?;
     let mut skipped = Skipped::default();
     if archive.is_empty() {
         check_empty(bytes)?;
-        return Ok(Output { files: Vec::new(), skipped });
+        return Ok(Plan { kept: Vec::new(), skipped });
     }
 
-    // First pass: the central directory only, nothing decompressed.
+    // The central directory only.
     let mut entries: Vec<(String, Entry)> = Vec::new();
     let listing = archive.files().map_err(|e| zip_error(e, None))?;
     for entry in listing {
@@ -56,8 +71,7 @@ pub(crate) fn flatten(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool
     }
     check_layout(bytes, &entries)?;
 
-    let mut body = Cursor::new(bytes);
-    let mut files = Vec::new();
+    let mut kept = Vec::new();
     for (path, entry) in entries {
         match classify(&entry) {
             Kind::File => {
@@ -78,19 +92,28 @@ pub(crate) fn flatten(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool
                         message: format!("compression method {method}"),
                     });
                 }
-                let size_hint = entry.size();
-                let mut reader = entry
-                    .with_reader(&mut body, ZipReadOptions::new())
-                    .map_err(|e| zip_error(e, Some(&path)))?;
-                let data = budget.read_file(&mut reader, size_hint, FORMAT, &path)?;
-                files.push(File { path, data });
+                kept.push((path, OwnedZipFileEntry::from(entry)));
             }
             Kind::Directory => skipped.directories += 1,
             Kind::Symlink => skipped.symlinks += 1,
             Kind::Other => skipped.other += 1,
         }
     }
-    Ok(Output { files, skipped })
+    Ok(Plan { kept, skipped })
+}
+
+/// Decompresses one planned file within the limits.
+pub(crate) fn extract(
+    bytes: &[u8],
+    budget: &Budget,
+    (path, entry): &(String, OwnedZipFileEntry),
+) -> Result<File, Error> {
+    let mut body = Cursor::new(bytes);
+    let size_hint = entry.size();
+    let mut reader =
+        entry.as_ref().with_reader(&mut body, ZipReadOptions::new()).map_err(|e| zip_error(e, Some(path)))?;
+    let data = budget.read_file(&mut reader, size_hint, FORMAT, path)?;
+    Ok(File { path: path.clone(), data })
 }
 
 enum Kind {
