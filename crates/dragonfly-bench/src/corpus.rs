@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use dragonfly_engine::parse_distribution_filename;
 use dragonfly_testkit::fixtures;
+use dragonfly_testkit::server::normalize_name;
 
 /// One distribution file.
 #[derive(Debug, Clone)]
@@ -102,25 +103,6 @@ pub fn is_distribution(filename: &str) -> bool {
     SUFFIXES.iter().any(|s| lower.ends_with(s))
 }
 
-/// PEP 503 normalisation, so that `Foo_Bar` wheels and `foo-bar` sdists of
-/// one release group together.
-pub fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut dash = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            dash = true;
-        } else {
-            if dash && !out.is_empty() {
-                out.push('-');
-            }
-            dash = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
-
 /// File names of each release, keyed by `(normalised name, version)`.
 pub type Releases = BTreeMap<(String, String), Vec<String>>;
 
@@ -132,7 +114,7 @@ pub fn group_by_release(filenames: &[String]) -> (Releases, Vec<String>) {
     for filename in filenames {
         match parse_distribution_filename(filename) {
             Some((name, version)) => {
-                releases.entry((normalize(&name), version)).or_default().push(filename.clone())
+                releases.entry((normalize_name(&name), version)).or_default().push(filename.clone())
             }
             None => unknown.push(filename.clone()),
         }

@@ -205,66 +205,75 @@ pub fn table(report: &Report) -> String {
     );
     let _ = writeln!(out, "| step | time s | packages/s | MB/s | files/s | notes |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
-    for run in [&r.engine_1, &r.engine_n] {
+    // One row of the step table: label, time, then rates of packages, bytes
+    // and files over that time, then notes.
+    let mut row = |label: String, secs: f64, packages: u64, bytes: u64, files: u64, notes: String| {
         let _ = writeln!(
             out,
-            "| engine limit, {} thread{} | {:.3} | {:.1} | {:.1} | {:.0} | best of {}; {} scanner{} created |",
-            run.threads,
-            if run.threads == 1 { "" } else { "s" },
+            "| {label} | {secs:.3} | {:.1} | {:.1} | {:.0} | {notes} |",
+            per_s(packages, secs),
+            mb_per_s(bytes, secs),
+            per_s(files, secs),
+        );
+    };
+    let threads = |n: usize| format!("{n} thread{}", if n == 1 { "" } else { "s" });
+    for run in [&r.engine_1, &r.engine_n] {
+        let scanners = run.scanners_created;
+        row(
+            format!("engine limit, {}", threads(run.threads)),
             run.secs,
-            per_s(packages, run.secs),
-            mb_per_s(run.bytes, run.secs),
-            per_s(run.files, run.secs),
-            run.repetitions,
-            run.scanners_created,
-            if run.scanners_created == 1 { "" } else { "s" },
+            packages,
+            run.bytes,
+            run.files,
+            format!(
+                "best of {}; {scanners} scanner{} created",
+                run.repetitions,
+                if scanners == 1 { "" } else { "s" }
+            ),
         );
     }
     let f = &r.flatten;
-    let _ = writeln!(
-        out,
-        "| flattening, 1 thread | {:.3} | {:.1} | {:.1} | {:.0} | MB/s out; in {:.1} MB/s |",
+    row(
+        "flattening, 1 thread".into(),
         f.secs,
-        per_s(packages, f.secs),
-        mb_per_s(f.bytes_out, f.secs),
-        per_s(f.files, f.secs),
-        mb_per_s(f.bytes_in, f.secs),
+        packages,
+        f.bytes_out,
+        f.files,
+        format!("MB/s out; in {:.1} MB/s", mb_per_s(f.bytes_in, f.secs)),
     );
     for run in [&r.archive_1, &r.archive_n] {
-        let _ = writeln!(
-            out,
-            "| flatten + scan in memory, {} thread{} | {:.3} | {:.1} | {:.1} | {:.0} | best of {}; the node minus the network |",
-            run.threads,
-            if run.threads == 1 { "" } else { "s" },
+        row(
+            format!("flatten + scan in memory, {}", threads(run.threads)),
             run.secs,
-            per_s(packages, run.secs),
-            mb_per_s(run.bytes, run.secs),
-            per_s(run.files, run.secs),
-            run.repetitions,
+            packages,
+            run.bytes,
+            run.files,
+            format!("best of {}; the node minus the network", run.repetitions),
         );
     }
     let n = &r.node;
-    let _ = writeln!(
-        out,
-        "| node end to end, {} threads | {:.3} | {:.1} | {:.1} | {:.0} | downloaded {:.1} MB/s; CPU {:.0} %; peak RSS {:.0} MB; +{:.2} s start-up |",
-        r.node_settings.threads,
+    row(
+        format!("node end to end, {}", threads(r.node_settings.threads)),
         n.secs_working,
-        per_s(packages, n.secs_working),
-        mb_per_s(r.engine_1.bytes, n.secs_working),
-        per_s(r.engine_1.files, n.secs_working),
-        mb_per_s(r.corpus.archive_bytes, n.secs_working),
-        n.cpu_percent,
-        mb(n.peak_rss_bytes),
-        n.secs_startup,
+        packages,
+        r.engine_1.bytes,
+        r.engine_1.files,
+        format!(
+            "downloaded {:.1} MB/s; CPU {:.0} %; peak RSS {:.0} MB; +{:.2} s start-up",
+            mb_per_s(r.corpus.archive_bytes, n.secs_working),
+            n.cpu_percent,
+            mb(n.peak_rss_bytes),
+            n.secs_startup
+        ),
     );
     let v = &r.naive;
-    let _ = writeln!(
-        out,
-        "| naive baseline, 1 thread | {:.3} | {:.1} | {:.1} | {:.0} | every extracted file scanned from disk |",
+    row(
+        "naive baseline, 1 thread".into(),
         v.secs,
-        per_s(v.packages as u64, v.secs),
-        mb_per_s(v.bytes, v.secs),
-        per_s(v.files, v.secs),
+        v.packages as u64,
+        v.bytes,
+        v.files,
+        "every extracted file scanned from disk".into(),
     );
     let q = &r.ratios;
     let _ = writeln!(out, "\n| ratio | value | target | |\n|---|---:|---|---|");

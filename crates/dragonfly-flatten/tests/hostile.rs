@@ -716,3 +716,36 @@ fn content_after_the_end_of_archive_blocks_is_read() {
     let flat = flatten(&gz(&tar), &Limits::default()).unwrap();
     assert_eq!(paths(&flat.files), ["visible.py", "after-the-end.py"]);
 }
+
+#[test]
+fn zip_files_extract_in_any_order_within_shared_limits() {
+    let bytes = zip_of(&[("a.py", b"print(1)\n"), ("b.bin", &[7u8; 3000]), ("c.py", &[b'x'; 3000])]);
+    let keep_py = |path: &str| path.ends_with(".py");
+    let zip = dragonfly_flatten::zip_files(&bytes, &no_ratio(), &keep_py).unwrap();
+    assert_eq!((zip.len(), zip.path(0), zip.path(1)), (2, "a.py", "c.py"));
+    assert_eq!(zip.skipped().filtered, 1);
+    assert_eq!(zip.declared_size(1), 3000);
+    // Out of order, as parallel extraction does it; same bytes as flatten.
+    let second = zip.extract(1).unwrap();
+    let first = zip.extract(0).unwrap();
+    let flat = flatten_filtered(&bytes, &no_ratio(), &keep_py).unwrap();
+    assert_eq!(vec![first, second], flat.files);
+
+    // The total limit counts what every extraction produced.
+    let limits = Limits { max_total_bytes: 3005, ..no_ratio() };
+    let zip = dragonfly_flatten::zip_files(&bytes, &limits, &keep_py).unwrap();
+    zip.extract(1).unwrap();
+    match zip.extract(0) {
+        Err(Error::LimitExceeded { kind: LimitKind::TotalBytes, path: Some(path), .. }) => {
+            assert_eq!(path, "a.py")
+        }
+        other => panic!("expected the total limit, got {other:?}"),
+    }
+
+    // Only zips are listed this way.
+    let tarball = gz(&tar_of(&[(b"a.py", b"x")]));
+    assert!(matches!(
+        dragonfly_flatten::zip_files(&tarball, &no_ratio(), &keep_py),
+        Err(Error::UnsupportedFormat { .. })
+    ));
+}
