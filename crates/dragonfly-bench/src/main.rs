@@ -178,7 +178,8 @@ fn run(args: Args) -> Result<()> {
         hash: hash.clone(),
         sources: sources.len(),
         rules: rule_set.rules().len(),
-        unrestricted: rule_set.rules().iter().filter(|r| r.filetypes.is_none()).count(),
+        unrestricted: rule_set.rules().iter().filter(|r| !r.private && r.filetypes.is_none()).count(),
+        groups: rule_set.group_count(),
         compiled_bytes: rule_set.serialize().map_or(0, |b| b.len() as u64),
         compile_secs,
     };

@@ -46,7 +46,9 @@ pub struct RulesInfo {
     pub rules: usize,
     /// Rules without `filetype` (they apply to every file).
     pub unrestricted: usize,
-    /// Size of the serialized compiled rules, bytes.
+    /// Rule groups by file type compiled besides the whole set.
+    pub groups: usize,
+    /// Size of the serialized compiled rules (whole set and groups), bytes.
     pub compiled_bytes: u64,
     /// Compilation time in this process, seconds.
     pub compile_secs: f64,
@@ -187,7 +189,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "corpus: {}: {} packages, {} distributions, {:.1} MB of archives, {} files / {:.1} MB scanned\n\
-         rules: {} rules in {} files ({} without filetype), compiled {:.2} MB in {:.2} s; {} threads; {} build; downloads from {}\n",
+         rules: {} rules in {} files ({} without filetype), compiled with {} groups by file type {:.2} MB in {:.2} s; {} threads; {} build; downloads from {}\n",
         r.corpus.source,
         r.corpus.packages,
         r.corpus.distributions,
@@ -197,6 +199,7 @@ pub fn table(report: &Report) -> String {
         r.rules.rules,
         r.rules.sources,
         r.rules.unrestricted,
+        r.rules.groups,
         mb(r.rules.compiled_bytes),
         r.rules.compile_secs,
         r.threads,

@@ -44,6 +44,7 @@
 //! thread that scans keeps one reusable yara-x scanner for the rule set it
 //! last used; large distributions are scanned file-parallel on rayon.
 
+mod groups;
 mod naming;
 mod report;
 mod rules;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use yara_x::MetaValue;
 
+use crate::groups::Groups;
+
 /// The rule files that ship inside the binary, as `(file name, source)`.
 const BUNDLED: &[(&str, &str)] = &[
     ("credentials.yar", include_str!("../rules/credentials.yar")),
@@ -31,6 +33,9 @@ pub struct RuleInfo {
     /// File-name suffixes the rule applies to (`filetype` metadata); `None`
     /// means every file.
     pub filetypes: Option<Vec<String>>,
+    /// A private rule is never reported: it only serves other rules'
+    /// conditions, so it alone never makes a file worth scanning.
+    pub private: bool,
 }
 
 impl RuleInfo {
@@ -97,6 +102,8 @@ pub enum CompileError {
 /// threads: it is `Send + Sync` and read-only.
 pub struct RuleSet {
     yara: yara_x::Rules,
+    /// Subsets of `yara` by file type; see [`Groups`].
+    pub(crate) groups: Groups,
     hash: String,
     info: Vec<RuleInfo>,
     /// namespace -> rule name -> position in `info`.
@@ -116,29 +123,34 @@ impl RuleSet {
     /// Compiles `(source name, YARA source)` pairs, one namespace per source,
     /// as the control server's `GET /rules` sends them. `hash` identifies the
     /// rule set in reports (the rule repository's commit).
+    ///
+    /// Besides the whole set, the rules of each file type are compiled
+    /// apart (in parallel, on the current rayon pool): a file is scanned
+    /// only with the rules whose `filetype` covers it.
     pub fn compile<I, N, S>(hash: impl Into<String>, sources: I) -> Result<RuleSet, CompileError>
     where
         I: IntoIterator<Item = (N, S)>,
         N: AsRef<str>,
         S: AsRef<str>,
     {
+        let sources: Vec<(String, String)> =
+            sources.into_iter().map(|(n, s)| (n.as_ref().to_owned(), s.as_ref().to_owned())).collect();
+        if sources.is_empty() {
+            return Err(CompileError::Empty { path: None });
+        }
         let mut compiler = yara_x::Compiler::new();
-        let mut count = 0;
-        for (name, source) in sources {
-            let (name, source) = (name.as_ref(), source.as_ref());
-            count += 1;
+        for (name, source) in &sources {
             compiler.new_namespace(name);
-            let code = yara_x::SourceCode::from(source).with_origin(name);
+            let code = yara_x::SourceCode::from(source.as_str()).with_origin(name);
             if let Err(err) = compiler.add_source(code) {
                 return Err(syntax_error(name, &err));
             }
         }
-        if count == 0 {
-            return Err(CompileError::Empty { path: None });
-        }
         let warnings = compiler.warnings().iter().map(|w| w.to_string()).collect();
         let yara = compiler.build();
-        Self::from_compiled(hash.into(), yara, warnings)
+        let mut rules = Self::from_compiled(hash.into(), yara, warnings)?;
+        rules.groups = Groups::build(&sources, &rules.info);
+        Ok(rules)
     }
 
     /// Loads rules from a `.yar`/`.yara` file or a directory of them
@@ -191,21 +203,54 @@ impl RuleSet {
         for warning in &warnings {
             log::warn!("rules {hash}: {warning}");
         }
-        let any_rule_for_all_files = info.iter().any(|r| r.filetypes.is_none());
-        Ok(RuleSet { yara, hash, info, index, warnings, any_rule_for_all_files })
+        let any_rule_for_all_files = info.iter().any(|r| !r.private && r.filetypes.is_none());
+        Ok(RuleSet { yara, groups: Groups::none(), hash, info, index, warnings, any_rule_for_all_files })
     }
 
-    /// The compiled rules as bytes, for a cache keyed by hash. Only this
-    /// build of the engine can read them back ([`RuleSet::deserialize`]).
+    /// The compiled rules (and their groups by file type) as bytes, for a
+    /// cache keyed by hash. Only this build of the engine can read them back
+    /// ([`RuleSet::deserialize`]).
     pub fn serialize(&self) -> Result<Vec<u8>, CompileError> {
-        self.yara.serialize().map_err(|e| CompileError::Serialization { message: e.to_string() })
+        let blob = |rules: &yara_x::Rules| {
+            rules.serialize().map_err(|e| CompileError::Serialization { message: e.to_string() })
+        };
+        let mut blobs = vec![blob(&self.yara)?];
+        for group in &self.groups.compiled {
+            blobs.push(blob(group)?);
+        }
+        Ok(crate::groups::encode(&blobs, &self.groups))
     }
 
     /// Reads rules written by [`RuleSet::serialize`], skipping compilation.
     pub fn deserialize(hash: impl Into<String>, bytes: &[u8]) -> Result<RuleSet, CompileError> {
-        let yara = yara_x::Rules::deserialize(bytes)
-            .map_err(|e| CompileError::Serialization { message: e.to_string() })?;
-        Self::from_compiled(hash.into(), yara, Vec::new())
+        let bad = |message: String| CompileError::Serialization { message };
+        let (blobs, mut groups) = crate::groups::decode(bytes).map_err(bad)?;
+        let mut compiled = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            compiled.push(yara_x::Rules::deserialize(blob).map_err(|e| bad(e.to_string()))?);
+        }
+        let yara = compiled.remove(0);
+        groups.compiled = compiled;
+        let mut rules = Self::from_compiled(hash.into(), yara, Vec::new())?;
+        rules.groups = groups;
+        Ok(rules)
+    }
+
+    /// How many rule groups by file type were compiled besides the whole
+    /// set: each file is scanned only with the rules of its group.
+    pub fn group_count(&self) -> usize {
+        self.groups.compiled.len()
+    }
+
+    /// The compiled rules a file at `path` is scanned with: the group of
+    /// its file type, or the whole set. `None` stands for the whole set.
+    pub(crate) fn group_for(&self, path: &str) -> Option<usize> {
+        self.groups.group_for(path)
+    }
+
+    /// The compiled rules of a group (`None`: the whole set).
+    pub(crate) fn group_rules(&self, group: Option<usize>) -> &yara_x::Rules {
+        group.and_then(|g| self.groups.compiled.get(g)).unwrap_or(&self.yara)
     }
 
     /// The identifier of this rule set (the rule repository's commit).
@@ -226,7 +271,7 @@ impl RuleSet {
     /// Whether any rule can match a file at `path` once the `filetype`
     /// filter is applied. Files for which this is false are never scanned.
     pub fn applies_to(&self, path: &str) -> bool {
-        self.any_rule_for_all_files || self.info.iter().any(|r| r.applies_to(path))
+        self.any_rule_for_all_files || self.info.iter().any(|r| !r.private && r.applies_to(path))
     }
 
     /// The compiled yara-x rules.
@@ -303,7 +348,7 @@ fn read_metadata(rule: &yara_x::Rule, warnings: &mut Vec<String>) -> Result<Rule
             _ => {}
         }
     }
-    Ok(RuleInfo { namespace, name, weight: weight.unwrap_or(0), filetypes })
+    Ok(RuleInfo { namespace, name, weight: weight.unwrap_or(0), filetypes, private: rule.is_private() })
 }
 
 fn collect_rule_files(
@@ -376,8 +421,15 @@ mod tests {
                     name: "a".into(),
                     weight: 3,
                     filetypes: Some(vec![".py".into(), "setup.py".into()]),
+                    private: false,
                 },
-                RuleInfo { namespace: "a.yar".into(), name: "b".into(), weight: 0, filetypes: None },
+                RuleInfo {
+                    namespace: "a.yar".into(),
+                    name: "b".into(),
+                    weight: 0,
+                    filetypes: None,
+                    private: false
+                },
             ]
         );
         assert!(rules.rules()[0].applies_to("pkg/setup.py"));
@@ -441,6 +493,16 @@ mod tests {
         ])
         .unwrap();
         assert!(all.applies_to("x/y.so"));
+        // A private rule is never reported, so it alone does not count.
+        let private = compile(&[(
+            "a",
+            r#"private rule helper { condition: true }
+               rule a { meta: filetype = ".py" condition: helper }"#,
+        )])
+        .unwrap();
+        assert!(private.rules()[0].private);
+        assert!(private.applies_to("x/y.py"));
+        assert!(!private.applies_to("x/y.so"));
     }
 
     #[test]

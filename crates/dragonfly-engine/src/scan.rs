@@ -232,7 +232,8 @@ impl Engine {
     }
 
     fn scan_file(&self, file: &File) -> FileResult {
-        with_scanner(&self.rules, self.timeout, |scanner, rules| match scanner.scan(&file.data) {
+        let group = self.rules.group_for(&file.path);
+        with_scanner(&self.rules, self.timeout, group, |scanner, rules| match scanner.scan(&file.data) {
             Ok(results) => {
                 let matches: Vec<RuleMatch> = results
                     .matching_rules()
@@ -297,44 +298,57 @@ self_cell::self_cell!(
     }
 );
 
+/// This thread's scanners: one per group of the rule set it last used.
+struct Scanners {
+    rules: Arc<RuleSet>,
+    timeout: Duration,
+    /// Slot 0 is the whole set, slot `g + 1` group `g`.
+    slots: Vec<Option<OwnedScanner>>,
+}
+
 thread_local! {
-    /// This thread's scanner, with the timeout it was configured with. It is
-    /// replaced when a different rule set (or timeout) is used; until then
-    /// it keeps its rule set alive.
-    static SCANNER: RefCell<Option<(Duration, OwnedScanner)>> = const { RefCell::new(None) };
+    /// This thread's scanners, with the timeout they were configured with.
+    /// They are replaced when a different rule set (or timeout) is used;
+    /// until then they keep their rule set alive.
+    static SCANNERS: RefCell<Option<Scanners>> = const { RefCell::new(None) };
     static CREATED_HERE: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Runs `f` with this thread's scanner for `rules`, creating it on first
-/// use. `f` must not scan again (no reentrancy).
+/// Runs `f` with this thread's scanner for `group` of `rules` (`None`: the
+/// whole set), creating it on first use. `f` must not scan again (no
+/// reentrancy).
 fn with_scanner<R>(
     rules: &Arc<RuleSet>,
     timeout: Duration,
+    group: Option<usize>,
     f: impl FnOnce(&mut yara_x::Scanner<'_>, &RuleSet) -> R,
 ) -> R {
-    SCANNER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let reusable =
-            matches!(&*slot, Some((t, s)) if *t == timeout && Arc::ptr_eq(s.borrow_owner(), rules));
+    SCANNERS.with(|cell| {
+        let mut current = cell.borrow_mut();
+        let reusable = matches!(&*current, Some(s) if s.timeout == timeout && Arc::ptr_eq(&s.rules, rules));
         if !reusable {
-            // Drop the old scanner first so that its rule set can be freed.
-            *slot = None;
+            // Drop the old scanners first so that their rule set can be freed.
+            *current = None;
+            let slots = (0..=rules.group_count()).map(|_| None).collect();
+            *current = Some(Scanners { rules: Arc::clone(rules), timeout, slots });
+        }
+        let scanners = current.as_mut().expect("set above");
+        let slot = group.map_or(0, |g| g + 1);
+        let scanner = scanners.slots[slot].get_or_insert_with(|| {
             SCANNERS_CREATED.fetch_add(1, Ordering::Relaxed);
             CREATED_HERE.with(|n| n.set(n.get() + 1));
-            let scanner = OwnedScanner::new(Arc::clone(rules), |rules| {
-                let mut scanner = yara_x::Scanner::new(rules.yara());
+            OwnedScanner::new(Arc::clone(rules), |rules| {
+                let mut scanner = yara_x::Scanner::new(rules.group_rules(group));
                 scanner.set_timeout(timeout);
                 scanner
-            });
-            *slot = Some((timeout, scanner));
-        }
-        let (_, scanner) = slot.as_mut().expect("the slot was filled above");
+            })
+        });
         scanner.with_dependent_mut(|rules, scanner| f(scanner, rules))
     })
 }
 
-/// How many yara-x scanners this process has created: one per scanning
-/// thread and rule set when reuse works.
+/// How many yara-x scanners this process has created: at most one per
+/// scanning thread, rule set and rule group when reuse works.
 pub fn scanners_created() -> usize {
     SCANNERS_CREATED.load(Ordering::Relaxed)
 }

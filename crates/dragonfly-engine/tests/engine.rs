@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use dragonfly_engine::{Engine, Limits, Outcome, RuleSet, scanners_created};
 
-/// Rules exercising weights, filetypes, and a rule for every file.
+/// Rules exercising weights, filetypes, a rule for every file, and rules
+/// that depend on private and global ones (the engine scans each file with
+/// its file type's group of rules, which must carry those along).
 fn rules_source() -> Vec<(&'static str, String)> {
     vec![
         (
             "py.yar",
             r#"
+            private rule has_import { strings: $i = "import" condition: $i }
             rule exec_b64 { meta: weight = 5 filetype = ".py"
-                strings: $a = "exec(base64" condition: $a }
+                strings: $a = "exec(base64" condition: $a and has_import }
             rule setup_system { meta: weight = 7 filetype = "setup.py"
                 strings: $a = "os.system(" condition: $a }
             rule webhook { meta: weight = 3 filetype = ".py .pth"
@@ -26,6 +29,7 @@ fn rules_source() -> Vec<(&'static str, String)> {
         (
             "any.yar",
             r#"
+            global private rule not_huge { condition: filesize < 50MB }
             rule elf_anywhere { meta: weight = 2
                 strings: $a = { 7F 45 4C 46 } condition: $a at 0 }
             rule webhook { meta: weight = 1 filetype = ".txt"
@@ -185,9 +189,12 @@ fn scanners_are_reused_per_thread() {
     let engine = Engine::new(rules);
     let bytes = wheel(&package_files("p-1"));
     // Small archives are scanned on the calling thread: after the first
-    // scan, its scanner is reused for every file.
+    // scan, its scanners (one per rule group by file type: .py, setup.py,
+    // .pth, .txt, and the rest) are reused for every file.
+    let start = dragonfly_engine::scanners_created_on_this_thread();
     engine.scan_archive("p.whl", &bytes);
     let before = dragonfly_engine::scanners_created_on_this_thread();
+    assert_eq!(before - start, 5, "one scanner per group used");
     for _ in 0..20 {
         engine.scan_archive("p.whl", &bytes);
     }
@@ -256,7 +263,7 @@ fn large_distributions_scan_in_parallel_with_the_same_result() {
     for i in 0..64 {
         let mut data = vec![b'#'; 40_000];
         if i % 16 == 0 {
-            data.extend_from_slice(&payload(&["exec(base", "64.b64decode('eA=='))"]));
+            data.extend_from_slice(&payload(&["\nimport base64\nexec(base", "64.b64decode('eA=='))"]));
         }
         files.push((format!("big-1/gen/m{i}.py"), data));
     }
@@ -291,7 +298,7 @@ fn large_wheels_are_extracted_and_scanned_file_parallel() {
     for i in 0..40 {
         let mut data = noise(i + 1, 64 << 10);
         if i % 10 == 3 {
-            data.extend_from_slice(&payload(&["exec(base", "64.b64decode('eA=='))"]));
+            data.extend_from_slice(&payload(&["\nimport base64\nexec(base", "64.b64decode('eA=='))"]));
         }
         files.push((format!("big-2/gen/m{i}.py"), data));
     }

@@ -98,14 +98,14 @@ impl Budget {
     }
 
     /// Bytes a file of `len` bytes may still grow without crossing a limit.
-    fn file_room(&self, len: u64) -> u64 {
+    pub(crate) fn file_room(&self, len: u64) -> u64 {
         let file_room = self.limits.max_file_bytes.saturating_sub(len);
         let total_room = self.total_cap.saturating_sub(self.file_bytes.load(Relaxed));
         file_room.min(total_room)
     }
 
     /// Accounts `n` new bytes of a file that had `len` bytes.
-    fn produce(&self, len: u64, n: usize, path: &str) -> Result<(), Error> {
+    pub(crate) fn produce(&self, len: u64, n: usize, path: &str) -> Result<(), Error> {
         let n = n as u64;
         if len.saturating_add(n) > self.limits.max_file_bytes {
             return Err(self.limit_error(LimitKind::FileBytes, Some(path)));

@@ -108,12 +108,45 @@ pub(crate) fn extract(
     budget: &Budget,
     (path, entry): &(String, OwnedZipFileEntry),
 ) -> Result<File, Error> {
+    if let Some(data) = inflate_whole(bytes, budget, path, entry) {
+        return data.map(|data| File { path: path.clone(), data });
+    }
     let mut body = Cursor::new(bytes);
     let size_hint = entry.size();
     let mut reader =
         entry.as_ref().with_reader(&mut body, ZipReadOptions::new()).map_err(|e| zip_error(e, Some(path)))?;
     let data = budget.read_file(&mut reader, size_hint, FORMAT, path)?;
     Ok(File { path: path.clone(), data })
+}
+
+/// The fast path for a deflated entry: one libdeflate call into a buffer of
+/// the declared size, when the limits allow that size. `None` when the entry
+/// is not such a case or the data does not inflate to exactly the declared
+/// size and CRC: the streaming reader then extracts it and reports what is
+/// wrong, as for any entry.
+fn inflate_whole(
+    bytes: &[u8],
+    budget: &Budget,
+    path: &str,
+    entry: &OwnedZipFileEntry,
+) -> Option<Result<Vec<u8>, Error>> {
+    if entry.compression() != CompressionMethod::Deflated {
+        return None;
+    }
+    let size = entry.size();
+    if size == 0 || size > budget.file_room(0) {
+        return None;
+    }
+    let start = entry.header_start();
+    let local = slice(bytes, start, LOCAL_HEADER_LEN)?;
+    let data_start = start + LOCAL_HEADER_LEN + u64::from(u16_at(local, 26)) + u64::from(u16_at(local, 28));
+    let compressed = slice(bytes, data_start, entry.compressed_size())?;
+    let mut data = vec![0u8; usize::try_from(size).ok()?];
+    let n = libdeflater::Decompressor::new().deflate_decompress(compressed, &mut data).ok()?;
+    if n != data.len() || libdeflater::crc32(&data) != entry.crc32() {
+        return None;
+    }
+    Some(budget.produce(0, n, path).map(|()| data))
 }
 
 enum Kind {
@@ -284,5 +317,61 @@ fn zip_error(err: ZipError, path: Option<&str>) -> Error {
             message: format!("compression method {method}"),
         },
         other => Error::Corrupt { format: FORMAT, path, message: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::Limits;
+
+    fn deflated_zip(data: &[u8]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options =
+            zip::write::SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+        zip.start_file("pkg/mod.py", options).unwrap();
+        zip.write_all(data).unwrap();
+        zip.finish().unwrap().into_inner()
+    }
+
+    fn patch_central_u32(bytes: &mut [u8], offset: usize, value: u32) {
+        let central = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        bytes[central + offset..central + offset + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// Runs the fast path on the only entry of `bytes`.
+    fn fast(bytes: &[u8], limits: &Limits) -> Option<Result<Vec<u8>, Error>> {
+        let budget = Budget::new(limits, bytes.len() as u64);
+        let plan = plan(bytes, &budget, &|_| true).unwrap();
+        let (path, entry) = &plan.kept[0];
+        inflate_whole(bytes, &budget, path, entry)
+    }
+
+    #[test]
+    fn whole_inflate_takes_entries_that_are_what_they_declare() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let bytes = deflated_zip(&data);
+        assert_eq!(fast(&bytes, &Limits::default()).unwrap().unwrap(), data);
+
+        // Any disagreement leaves the entry to the streaming reader.
+        let mut shorter = bytes.clone();
+        patch_central_u32(&mut shorter, 24, data.len() as u32 - 1);
+        assert!(fast(&shorter, &Limits::default()).is_none(), "declared size too small");
+        let mut longer = bytes.clone();
+        patch_central_u32(&mut longer, 24, data.len() as u32 + 1);
+        assert!(fast(&longer, &Limits::default()).is_none(), "declared size too large");
+        let mut bad_crc = bytes.clone();
+        patch_central_u32(&mut bad_crc, 16, 0xdead_beef);
+        assert!(fast(&bad_crc, &Limits::default()).is_none(), "CRC mismatch");
+        let budget = Budget::new(&Limits::default(), bad_crc.len() as u64);
+        let plan = plan(&bad_crc, &budget, &|_| true).unwrap();
+        let err = extract(&bad_crc, &budget, &plan.kept[0]).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+        // A declared size over a limit is never allocated.
+        let small = Limits { max_file_bytes: data.len() as u64 - 1, ..Limits::default() };
+        assert!(fast(&bytes, &small).is_none());
     }
 }

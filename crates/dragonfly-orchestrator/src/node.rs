@@ -171,6 +171,7 @@ impl Node {
             s.scan_timeout,
             s.rules_cache_dir.clone(),
             Arc::clone(&self.stats),
+            Arc::clone(&pool),
         ));
         let shared = Arc::new(Shared {
             client: self.client.clone(),

@@ -23,6 +23,8 @@ pub(crate) struct Rules {
     timeout: Duration,
     cache_dir: Option<PathBuf>,
     stats: Arc<Stats>,
+    /// The scanning pool; rule groups are compiled on it.
+    pool: Arc<rayon::ThreadPool>,
     current: RwLock<Option<Engine>>,
     /// Serialises refreshes so that a rule set is fetched and compiled once.
     refresh: Mutex<Backoff>,
@@ -44,6 +46,7 @@ impl Rules {
         timeout: Duration,
         cache_dir: Option<PathBuf>,
         stats: Arc<Stats>,
+        pool: Arc<rayon::ThreadPool>,
     ) -> Self {
         Rules {
             client,
@@ -51,6 +54,7 @@ impl Rules {
             timeout,
             cache_dir,
             stats,
+            pool,
             current: RwLock::new(None),
             refresh: Mutex::new(Backoff::default()),
         }
@@ -141,9 +145,10 @@ impl Rules {
         let started = Instant::now();
         let rules = self.load_cached(&set.hash).map_or_else(
             || {
-                let compiled = RuleSet::compile(set.hash.clone(), &set.rules).map_err(|e| {
-                    (format!("can not compile rules {}: {e}", set.hash), Some(set.hash.clone()))
-                })?;
+                let compiled =
+                    self.pool.install(|| RuleSet::compile(set.hash.clone(), &set.rules)).map_err(|e| {
+                        (format!("can not compile rules {}: {e}", set.hash), Some(set.hash.clone()))
+                    })?;
                 self.store_cached(&compiled);
                 Ok::<_, (String, Option<String>)>(compiled)
             },
