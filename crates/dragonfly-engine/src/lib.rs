@@ -7,7 +7,9 @@
 //! (sdists, wheels), each an archive of **files**. A rule's `weight`
 //! metadata is its contribution to a score; its `filetype` metadata (file
 //! name suffixes) restricts which files its matches count for. Files that no
-//! rule applies to are not scanned, and inside a zip not even decompressed.
+//! rule applies to are not scanned, and inside a zip not even decompressed;
+//! the others are scanned only with the rules of their file type (rule
+//! groups, compiled apart), which gives the same results faster.
 //!
 //! This crate knows nothing of HTTP or of the control server: callers hand
 //! it bytes and get reports back.
@@ -40,9 +42,10 @@
 //!
 //! # Threads
 //!
-//! A [`RuleSet`] is compiled once and shared (`Arc`) by every thread. Each
-//! thread that scans keeps one reusable yara-x scanner for the rule set it
-//! last used; large distributions are scanned file-parallel on rayon.
+//! A [`RuleSet`] is compiled once and shared (`Arc`) by every thread; its
+//! rule groups are compiled in parallel on the current rayon pool. Each
+//! thread that scans keeps one reusable yara-x scanner per group of the rule
+//! set it last used; large distributions are scanned file-parallel on rayon.
 
 mod groups;
 mod naming;
