@@ -19,11 +19,12 @@ use rayon::prelude::*;
 use yara_x_parser::Parser;
 use yara_x_parser::cst::{CSTStream, Event, SyntaxKind};
 
-use crate::rules::RuleInfo;
+use crate::rules::{RuleInfo, compile_namespaces};
 
 /// With more distinct groups than this, grouping costs more compile time
-/// than it can save: every file is scanned with the whole set.
-const MAX_GROUPS: usize = 64;
+/// (and more scanners per thread) than it can save: every file is scanned
+/// with the whole set.
+const MAX_GROUPS: usize = 32;
 
 /// The compiled rule groups of a rule set.
 pub(crate) struct Groups {
@@ -90,8 +91,8 @@ impl Groups {
             .copied()
             .collect::<Vec<&[usize]>>()
             .into_par_iter()
-            .map(|rules| match compile(&subset_sources(&sliced, info, rules)) {
-                Ok(yara) => Some(yara),
+            .map(|rules| match compile_namespaces(&subset_sources(&sliced, info, rules)) {
+                Ok((yara, _warnings)) => Some(yara),
                 // Not expected: the subset is cut from sources that compiled.
                 Err(err) => {
                     log::warn!("a rule group did not compile ({err}); using the whole set for it");
@@ -118,15 +119,6 @@ impl Groups {
         by_suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         Groups { compiled, by_suffix, default }
     }
-}
-
-fn compile(sources: &[(String, String)]) -> Result<yara_x::Rules, String> {
-    let mut compiler = yara_x::Compiler::new();
-    for (namespace, source) in sources {
-        compiler.new_namespace(namespace);
-        compiler.add_source(source.as_str()).map_err(|err| format!("{namespace}: {}", err.title()))?;
-    }
-    Ok(compiler.build())
 }
 
 /// The sources of a group: for each namespace, its imports and the rules of
@@ -163,8 +155,6 @@ struct SourceRule {
     global: bool,
     /// Identifiers used in the rule (possible references to other rules).
     idents: BTreeSet<String>,
-    /// Identifiers used as `prefix*` in rule sets.
-    prefixes: BTreeSet<String>,
 }
 
 /// A rule source cut into its imports and rules.
@@ -186,7 +176,6 @@ impl<'a> Sliced<'a> {
         let mut sliced = Sliced { source, imports: Vec::new(), rules: Vec::new() };
         let mut current: Option<SourceRule> = None;
         let mut seen_rule_kw = false;
-        let mut last_ident: Option<String> = None;
         for event in stream {
             match event {
                 Event::Error { .. } => return None,
@@ -200,10 +189,8 @@ impl<'a> Sliced<'a> {
                         span: span.start()..span.end(),
                         global: false,
                         idents: BTreeSet::new(),
-                        prefixes: BTreeSet::new(),
                     });
                     seen_rule_kw = false;
-                    last_ident = None;
                 }
                 Event::End { kind: SyntaxKind::RULE_DECL, .. } => {
                     let rule = current.take()?;
@@ -223,17 +210,9 @@ impl<'a> Sliced<'a> {
                         }
                         SyntaxKind::IDENT => {
                             rule.idents.insert(text.to_owned());
-                            last_ident = Some(text.to_owned());
-                            continue;
-                        }
-                        SyntaxKind::ASTERISK | SyntaxKind::MUL => {
-                            if let Some(prefix) = last_ident.take() {
-                                rule.prefixes.insert(prefix);
-                            }
                         }
                         _ => {}
                     }
-                    last_ident = None;
                 }
                 _ => {}
             }
@@ -256,9 +235,7 @@ impl<'a> Sliced<'a> {
         while let Some(i) = queue.pop() {
             let rule = &self.rules[i];
             for (j, other) in self.rules.iter().enumerate() {
-                let referred = rule.idents.contains(&other.name)
-                    || rule.prefixes.iter().any(|p| other.name.starts_with(p.as_str()));
-                if referred && !keep[j] {
+                if rule.idents.contains(&other.name) && !keep[j] {
                     keep[j] = true;
                     queue.push(j);
                 }
@@ -320,7 +297,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Vec<&[u8]>, Groups), String> {
             Ok(head)
         }
         fn number(&mut self) -> Result<usize, String> {
-            let bytes: [u8; 8] = self.take(8)?.try_into().map_err(|_| "truncated")?;
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(self.take(8)?);
             usize::try_from(u64::from_le_bytes(bytes)).map_err(|_| "bad length".to_owned())
         }
     }
@@ -463,20 +441,39 @@ rule binary { strings: $b = { 7F 45 4C 46 } condition: $b at 0 and math.entropy(
 
     #[test]
     fn an_uncut_source_goes_whole_into_every_group() {
-        // The second source fails to cut only because of the CST check; it
-        // compiles, so it must be kept whole.
+        // An `include` cannot be cut (its rules are elsewhere): the source
+        // goes whole into every group that wants any of its rules.
+        let dir = tempfile::tempdir().unwrap();
+        let included = dir.path().join("helpers.yar");
+        std::fs::write(&included, "rule b1 { condition: true }").unwrap();
+        let with_include = format!(
+            "include \"{}\"\nrule b2 {{ meta: filetype = \".js\" condition: b1 }}\nrule b3 {{ condition: true }}",
+            included.display()
+        );
         let rules = RuleSet::compile(
             "h",
-            [
-                ("a.yar", r#"rule py { meta: filetype = ".py" condition: true }"#),
-                ("b.yar", "rule b1 { condition: true }\nrule b2 { condition: b1 }"),
-            ],
+            [("a.yar", r#"rule py { meta: filetype = ".py" condition: true }"#), ("b.yar", &with_include)],
         )
         .unwrap();
-        let other = rules.group_for("x.so");
-        let mut idents: Vec<_> = rules.group_rules(other).iter().map(|r| r.identifier().to_owned()).collect();
+        assert!(Sliced::parse(&with_include).is_none());
+        let mut idents: Vec<_> =
+            rules.group_rules(rules.group_for("x.so")).iter().map(|r| r.identifier().to_owned()).collect();
         idents.sort();
-        assert_eq!(idents, ["b1", "b2"]);
+        assert_eq!(idents, ["b1", "b2", "b3"], "b2 (.js only) comes along with the whole source");
+    }
+
+    #[test]
+    fn too_many_file_types_mean_no_groups() {
+        let source: String = (0..=MAX_GROUPS)
+            .map(|i| format!("rule r{i} {{ meta: filetype = \".t{i}\" condition: true }}\n"))
+            .collect();
+        let rules = RuleSet::compile("h", [("a.yar", source)]).unwrap();
+        assert_eq!(rules.group_count(), 0);
+        assert_eq!(rules.group_for("x.t1"), None);
+        let fewer: String = (0..MAX_GROUPS - 1)
+            .map(|i| format!("rule r{i} {{ meta: filetype = \".t{i}\" condition: true }}\n"))
+            .collect();
+        assert_eq!(RuleSet::compile("h", [("a.yar", fewer)]).unwrap().group_count(), MAX_GROUPS - 1);
     }
 
     #[test]
@@ -494,5 +491,17 @@ rule binary { strings: $b = { 7F 45 4C 46 } condition: $b at 0 and math.entropy(
         for cut in [0, 8, 20, bytes.len() - 1] {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        let error = |bytes: &[u8]| decode(bytes).err().expect("refused");
+        assert_eq!(error(&trailing), "trailing bytes");
+        // The last number is the default group's id: one past the blobs.
+        let mut bad_group = bytes.clone();
+        let at = bad_group.len() - 8;
+        bad_group[at..].copy_from_slice(&99u64.to_le_bytes());
+        assert_eq!(error(&bad_group), "bad group 99");
+        let mut no_blobs = MAGIC.to_vec();
+        no_blobs.extend_from_slice(&0u64.to_le_bytes());
+        assert!(error(&no_blobs).contains("bad number of compiled rule sets"));
     }
 }

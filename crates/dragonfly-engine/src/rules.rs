@@ -138,16 +138,7 @@ impl RuleSet {
         if sources.is_empty() {
             return Err(CompileError::Empty { path: None });
         }
-        let mut compiler = yara_x::Compiler::new();
-        for (name, source) in &sources {
-            compiler.new_namespace(name);
-            let code = yara_x::SourceCode::from(source.as_str()).with_origin(name);
-            if let Err(err) = compiler.add_source(code) {
-                return Err(syntax_error(name, &err));
-            }
-        }
-        let warnings = compiler.warnings().iter().map(|w| w.to_string()).collect();
-        let yara = compiler.build();
+        let (yara, warnings) = compile_namespaces(&sources)?;
         let mut rules = Self::from_compiled(hash.into(), yara, warnings)?;
         rules.groups = Groups::build(&sources, &rules.info);
         Ok(rules)
@@ -282,6 +273,21 @@ impl RuleSet {
     pub(crate) fn lookup(&self, namespace: &str, name: &str) -> Option<&RuleInfo> {
         self.index.get(namespace)?.get(name).map(|&i| &self.info[i])
     }
+}
+
+/// Compiles one namespace per `(name, source)`; returns the rules and the
+/// compiler's warnings.
+pub(crate) fn compile_namespaces(
+    sources: &[(String, String)],
+) -> Result<(yara_x::Rules, Vec<String>), CompileError> {
+    let mut compiler = yara_x::Compiler::new();
+    for (name, source) in sources {
+        compiler.new_namespace(name);
+        let code = yara_x::SourceCode::from(source.as_str()).with_origin(name);
+        compiler.add_source(code).map_err(|err| syntax_error(name, &err))?;
+    }
+    let warnings = compiler.warnings().iter().map(|w| w.to_string()).collect();
+    Ok((compiler.build(), warnings))
 }
 
 fn syntax_error(source_name: &str, err: &yara_x::errors::CompileError) -> CompileError {

@@ -22,7 +22,8 @@ const PARALLEL_MIN_BYTES: u64 = 1 << 20;
 /// Scans distributions with one compiled [`RuleSet`].
 ///
 /// Cheap to clone. Each thread that scans keeps one reusable yara-x scanner
-/// per rule set (created on its first scan), never one per file.
+/// per rule group of the rule set (created on first use), never one per
+/// file.
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: Arc<RuleSet>,

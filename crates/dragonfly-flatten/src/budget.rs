@@ -98,14 +98,14 @@ impl Budget {
     }
 
     /// Bytes a file of `len` bytes may still grow without crossing a limit.
-    pub(crate) fn file_room(&self, len: u64) -> u64 {
+    fn file_room(&self, len: u64) -> u64 {
         let file_room = self.limits.max_file_bytes.saturating_sub(len);
         let total_room = self.total_cap.saturating_sub(self.file_bytes.load(Relaxed));
         file_room.min(total_room)
     }
 
     /// Accounts `n` new bytes of a file that had `len` bytes.
-    pub(crate) fn produce(&self, len: u64, n: usize, path: &str) -> Result<(), Error> {
+    fn produce(&self, len: u64, n: usize, path: &str) -> Result<(), Error> {
         let n = n as u64;
         if len.saturating_add(n) > self.limits.max_file_bytes {
             return Err(self.limit_error(LimitKind::FileBytes, Some(path)));
@@ -115,6 +115,22 @@ impl Budget {
             return Err(self.limit_error(self.total_kind, Some(path)));
         }
         Ok(())
+    }
+
+    /// Claims `n` bytes of one file before they are produced at once, so
+    /// that threads extracting in parallel never hold more than the limits
+    /// allow. False, with nothing claimed, when `n` would cross a limit.
+    pub(crate) fn claim(&self, n: u64) -> bool {
+        n <= self.limits.max_file_bytes
+            && self
+                .file_bytes
+                .fetch_update(Relaxed, Relaxed, |used| used.checked_add(n).filter(|&t| t <= self.total_cap))
+                .is_ok()
+    }
+
+    /// Gives back a [`Budget::claim`] whose bytes were not produced.
+    pub(crate) fn unclaim(&self, n: u64) {
+        self.file_bytes.fetch_sub(n, Relaxed);
     }
 
     /// Reads one file to its end within the limits. `size_hint` is the size

@@ -8,6 +8,7 @@
 //! from the central directory, local and central headers agreeing on name,
 //! method and encryption.
 
+use std::cell::RefCell;
 use std::io::Cursor;
 
 use zip::read::{Config, OwnedZipFileEntry, ZipFileEntry};
@@ -108,8 +109,8 @@ pub(crate) fn extract(
     budget: &Budget,
     (path, entry): &(String, OwnedZipFileEntry),
 ) -> Result<File, Error> {
-    if let Some(data) = inflate_whole(bytes, budget, path, entry) {
-        return data.map(|data| File { path: path.clone(), data });
+    if let Some(data) = inflate_whole(bytes, budget, entry) {
+        return Ok(File { path: path.clone(), data });
     }
     let mut body = Cursor::new(bytes);
     let size_hint = entry.size();
@@ -120,33 +121,39 @@ pub(crate) fn extract(
 }
 
 /// The fast path for a deflated entry: one libdeflate call into a buffer of
-/// the declared size, when the limits allow that size. `None` when the entry
-/// is not such a case or the data does not inflate to exactly the declared
-/// size and CRC: the streaming reader then extracts it and reports what is
-/// wrong, as for any entry.
-fn inflate_whole(
-    bytes: &[u8],
-    budget: &Budget,
-    path: &str,
-    entry: &OwnedZipFileEntry,
-) -> Option<Result<Vec<u8>, Error>> {
+/// the declared size, claimed from the budget first. `None`, with nothing
+/// claimed, when the entry is not such a case, the size would cross a
+/// limit, or the data does not inflate to exactly the declared size and
+/// CRC: the streaming reader then extracts it and reports what is wrong.
+fn inflate_whole(bytes: &[u8], budget: &Budget, entry: &OwnedZipFileEntry) -> Option<Vec<u8>> {
     if entry.compression() != CompressionMethod::Deflated {
         return None;
     }
     let size = entry.size();
-    if size == 0 || size > budget.file_room(0) {
+    let compressed = slice(bytes, data_start(bytes, entry.header_start())?, entry.compressed_size())?;
+    let len = usize::try_from(size).ok().filter(|&len| len > 0)?;
+    if !budget.claim(size) {
         return None;
     }
-    let start = entry.header_start();
-    let local = slice(bytes, start, LOCAL_HEADER_LEN)?;
-    let data_start = start + LOCAL_HEADER_LEN + u64::from(u16_at(local, 26)) + u64::from(u16_at(local, 28));
-    let compressed = slice(bytes, data_start, entry.compressed_size())?;
-    let mut data = vec![0u8; usize::try_from(size).ok()?];
-    let n = libdeflater::Decompressor::new().deflate_decompress(compressed, &mut data).ok()?;
-    if n != data.len() || libdeflater::crc32(&data) != entry.crc32() {
-        return None;
+    let mut data = vec![0u8; len];
+    let inflated = DECOMPRESSOR.with_borrow_mut(|d| d.deflate_decompress(compressed, &mut data));
+    if inflated.ok() == Some(len) && libdeflater::crc32(&data) == entry.crc32() {
+        return Some(data);
     }
-    Some(budget.produce(0, n, path).map(|()| data))
+    budget.unclaim(size);
+    None
+}
+
+thread_local! {
+    /// libdeflate's decompressor state, reused by this thread's entries.
+    static DECOMPRESSOR: RefCell<libdeflater::Decompressor> = RefCell::new(libdeflater::Decompressor::new());
+}
+
+/// Where an entry's data starts: after its local header, name and extra
+/// field. `None` when the header is not there.
+fn data_start(bytes: &[u8], header_start: u64) -> Option<u64> {
+    let local = slice(bytes, header_start, LOCAL_HEADER_LEN).filter(|l| l.starts_with(LOCAL_SIGNATURE))?;
+    Some(header_start + LOCAL_HEADER_LEN + u64::from(u16_at(local, 26)) + u64::from(u16_at(local, 28)))
 }
 
 enum Kind {
@@ -210,11 +217,8 @@ fn check_layout(bytes: &[u8], entries: &[(String, Entry)]) -> Result<(), Error> 
     for (index, (_, entry)) in entries.iter().enumerate() {
         directory_start = directory_start.min(entry.central_header_start());
         let start = entry.header_start();
-        let local = slice(bytes, start, LOCAL_HEADER_LEN)
-            .filter(|local| local.starts_with(LOCAL_SIGNATURE))
-            .ok_or_else(|| corrupt(index, format!("no local file header at offset {start}")))?;
-        let header_len = LOCAL_HEADER_LEN + u64::from(u16_at(local, 26)) + u64::from(u16_at(local, 28));
-        let end = (start + header_len)
+        let end = data_start(bytes, start)
+            .ok_or_else(|| corrupt(index, format!("no local file header at offset {start}")))?
             .checked_add(entry.compressed_size())
             .filter(|end| *end <= bytes.len() as u64)
             .ok_or_else(|| corrupt(index, "entry data runs past the end of the archive".into()))?;
@@ -342,18 +346,17 @@ mod tests {
     }
 
     /// Runs the fast path on the only entry of `bytes`.
-    fn fast(bytes: &[u8], limits: &Limits) -> Option<Result<Vec<u8>, Error>> {
+    fn fast(bytes: &[u8], limits: &Limits) -> Option<Vec<u8>> {
         let budget = Budget::new(limits, bytes.len() as u64);
         let plan = plan(bytes, &budget, &|_| true).unwrap();
-        let (path, entry) = &plan.kept[0];
-        inflate_whole(bytes, &budget, path, entry)
+        inflate_whole(bytes, &budget, &plan.kept[0].1)
     }
 
     #[test]
     fn whole_inflate_takes_entries_that_are_what_they_declare() {
         let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
         let bytes = deflated_zip(&data);
-        assert_eq!(fast(&bytes, &Limits::default()).unwrap().unwrap(), data);
+        assert_eq!(fast(&bytes, &Limits::default()).unwrap(), data);
 
         // Any disagreement leaves the entry to the streaming reader.
         let mut shorter = bytes.clone();
@@ -365,13 +368,31 @@ mod tests {
         let mut bad_crc = bytes.clone();
         patch_central_u32(&mut bad_crc, 16, 0xdead_beef);
         assert!(fast(&bad_crc, &Limits::default()).is_none(), "CRC mismatch");
-        let budget = Budget::new(&Limits::default(), bad_crc.len() as u64);
+        // A declined entry gives its claim back: with a total limit of
+        // exactly its size, the whole size can be claimed again.
+        let exact = Limits { max_total_bytes: data.len() as u64, ..Limits::default() };
+        let budget = Budget::new(&exact, bad_crc.len() as u64);
         let plan = plan(&bad_crc, &budget, &|_| true).unwrap();
+        assert!(inflate_whole(&bad_crc, &budget, &plan.kept[0].1).is_none());
+        assert!(budget.claim(data.len() as u64));
+        let budget = Budget::new(&Limits::default(), bad_crc.len() as u64);
         let err = extract(&bad_crc, &budget, &plan.kept[0]).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 
         // A declared size over a limit is never allocated.
         let small = Limits { max_file_bytes: data.len() as u64 - 1, ..Limits::default() };
         assert!(fast(&bytes, &small).is_none());
+    }
+
+    #[test]
+    fn claims_share_the_total_limit_across_threads() {
+        let limits = Limits { max_total_bytes: 1000, max_file_bytes: 600, ..Limits::default() };
+        let budget = Budget::new(&limits, 1 << 20);
+        assert!(!budget.claim(601), "over the per-file limit");
+        assert!(budget.claim(600));
+        assert!(!budget.claim(401), "over what is left of the total");
+        assert!(budget.claim(400));
+        budget.unclaim(600);
+        assert!(budget.claim(600), "an unclaimed claim is room again");
     }
 }
