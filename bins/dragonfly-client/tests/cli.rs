@@ -1,23 +1,18 @@
 //! The `dragonfly-client` binary, run as a user would.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Running;
 use dragonfly_testkit::fixtures::{self, FixtureFile};
 use dragonfly_testkit::server::{Distribution, Endpoint, FakeServer, Fault, FaultAction, ServerConfig};
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dragonfly-client"));
-    // Keep the tests independent of the developer's environment.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DRAGONFLY_") {
-            command.env_remove(key);
-        }
-    }
-    command.stdin(Stdio::null());
-    command
+    common::clean_bin()
 }
 
 fn run(command: &mut Command) -> (i32, String, String) {
@@ -207,26 +202,26 @@ fn sigterm_finishes_held_jobs_and_exits_0() {
         server.add_package(&name, "1.0", vec![dist]);
     }
     let dir = tempfile::tempdir().unwrap();
-    let child = bin()
-        .arg("run")
-        .current_dir(dir.path())
-        .env("DRAGONFLY_BASE_URL", server.url())
-        .env("DRAGONFLY_AUTH_MODE", "none")
-        .env("DRAGONFLY_THREADS", "2")
-        .env("DRAGONFLY_BULK_SIZE", "4")
-        .env("DRAGONFLY_WAIT_DURATION", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let node = Running::new(
+        bin()
+            .arg("run")
+            .current_dir(dir.path())
+            .env("DRAGONFLY_BASE_URL", server.url())
+            .env("DRAGONFLY_AUTH_MODE", "none")
+            .env("DRAGONFLY_THREADS", "2")
+            .env("DRAGONFLY_BULK_SIZE", "4")
+            .env("DRAGONFLY_WAIT_DURATION", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     while server.stats().leases == 0 && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(server.stats().leases > 0, "the node leased nothing");
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
+    let output = node.terminate_with_output();
     let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{log}");
     let delivered = server.results().iter().filter(|r| r.status == 200).count() as u64;

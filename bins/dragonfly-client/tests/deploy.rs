@@ -2,14 +2,17 @@
 //! binary, its settings and ports (Docker is not run here), and the real
 //! binary serves metrics, health endpoints and JSON logs.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Running, clean_bin};
 use dragonfly_testkit::fixtures::{self, FixtureFile};
 use dragonfly_testkit::server::{Distribution, Endpoint, FakeServer, Fault, FaultAction, ServerConfig};
 use serde_json::Value;
@@ -306,39 +309,6 @@ fn compose_runs_the_fake_server_and_scalable_nodes() {
 
 // ---- the real binary ----------------------------------------------------
 
-/// The binary with no `DRAGONFLY_*` variable of the caller's environment.
-fn clean_bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_dragonfly-client"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DRAGONFLY_") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-/// Kills the node if a test fails half-way.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Running {
-    /// SIGTERM, as Docker and Kubernetes stop a container; the exit code.
-    fn terminate(mut self) -> Option<i32> {
-        let killed = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().unwrap();
-        assert!(killed.success());
-        self.0.wait().unwrap().code()
-    }
-}
-
 /// A fake server with the bundled rules (hash `hash`) and one queued release.
 fn server_with_one_release(hash: &str) -> (FakeServer, Vec<u8>) {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
@@ -374,7 +344,7 @@ fn start_node(server: &FakeServer, dir: &Path, extra: &[(&str, &str)]) -> (Runni
     for (key, value) in extra {
         command.env(key, value);
     }
-    (Running(command.spawn().unwrap()), log)
+    (Running::new(command.spawn().unwrap()), log)
 }
 
 fn free_port() -> u16 {

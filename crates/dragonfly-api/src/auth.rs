@@ -484,9 +484,9 @@ pub(crate) fn jwt_expiry(jwt: &str) -> Option<u64> {
     exp.as_u64().or_else(|| exp.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v as u64))
 }
 
-/// Delay before the next login after `failures` failures in a row:
+/// Delay before the next try after `failures` failures in a row:
 /// `base * 2^(failures-1)`, capped at `max`, then scaled by 50-100 % (`jitter` in 0..1).
-pub(crate) fn backoff_delay(failures: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
+pub fn backoff_delay(failures: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
     let exponent = failures.saturating_sub(1).min(31);
     let full = base.saturating_mul(1u32 << exponent).min(max);
     full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))

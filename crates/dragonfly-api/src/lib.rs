@@ -50,6 +50,7 @@ pub mod pypi;
 mod secret;
 mod wire;
 
+pub use auth::backoff_delay;
 pub use client::{AuthStats, Client};
 pub use config::{
     Auth, AuthMode, AuthSettings, ClientConfig, DEFAULT_AUDIENCE, DEFAULT_AUTH0_DOMAIN, DEFAULT_BASE_URL,

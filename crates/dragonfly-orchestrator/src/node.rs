@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use dragonfly_api::{Client, ErrorKind, FailureBody, Job, JobResult, SuccessBody};
+use dragonfly_api::{Client, ErrorKind, Job, JobResult};
 use dragonfly_engine::{DistributionReport, Engine, Limits, Outcome, PackageReport};
 
 use crate::rules::Rules;
@@ -333,7 +333,9 @@ impl Shared {
         for work in pending {
             let n = work.job.distributions.len();
             if n == 0 {
-                self.send_result(results, failure(&work.job, "the job lists no distributions".into()));
+                Stats::add(&self.stats.jobs_failed, 1);
+                Stats::add(&self.stats.failed_download, 1);
+                self.send_result(results, JobResult::failure(&work.job, "the job lists no distributions"));
                 continue;
             }
             let job = Arc::new(JobState {
@@ -406,7 +408,9 @@ impl Shared {
                 let result =
                     catch_unwind(AssertUnwindSafe(|| self.finish_job(&job))).unwrap_or_else(|panic| {
                         let reason = format!("{INTERNAL_ERROR} while reporting: {}", panic_message(&*panic));
-                        failure(&job.work.job, reason)
+                        Stats::add(&self.stats.jobs_failed, 1);
+                        Stats::add(&self.stats.failed_internal, 1);
+                        JobResult::failure(&job.work.job, reason)
                     });
                 self.send_result(&results, result);
             }
@@ -490,16 +494,13 @@ impl Shared {
                     verdict.rules_matched.join(", "),
                     verdict.commit
                 );
-                JobResult::Success(SuccessBody {
-                    name: verdict.name,
-                    version: verdict.version,
-                    score: verdict.score,
-                    inspector_url: verdict.inspector_url,
-                    rules_matched: verdict.rules_matched,
-                    commit: verdict.commit,
-                    attempt: job.attempt,
-                    assignment_id: job.assignment_id.clone(),
-                })
+                JobResult::success(
+                    job,
+                    verdict.score,
+                    verdict.inspector_url,
+                    verdict.rules_matched,
+                    verdict.commit,
+                )
             }
             Outcome::Failure(failed) => {
                 let errors: Vec<&str> =
@@ -516,7 +517,7 @@ impl Shared {
                 Stats::add(counter, 1);
                 Stats::add(&self.stats.jobs_failed, 1);
                 log::warn!("{}=={}: not scanned: {}", job.name, job.version, failed.reason);
-                failure(job, failed.reason)
+                JobResult::failure(job, failed.reason)
             }
         }
     }
@@ -620,24 +621,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn failure(job: &Job, reason: String) -> JobResult {
-    JobResult::Failure(FailureBody {
-        name: job.name.clone(),
-        version: job.version.clone(),
-        reason,
-        attempt: job.attempt,
-        assignment_id: job.assignment_id.clone(),
-    })
-}
-
-/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... (×0.5-1.5), or the
-/// server's `Retry-After` when it gave one.
+/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... (×0.5-1), or the
+/// server's `Retry-After` when it gave one. Callers cap it.
 fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait;
-    }
-    let base = Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(12));
-    base.mul_f64(0.5 + fastrand::f64())
+    retry_after.unwrap_or_else(|| {
+        dragonfly_api::backoff_delay(attempt, Duration::from_millis(500), Duration::MAX, fastrand::f64())
+    })
 }
 
 /// A wake-up call between threads: `wait` returns after `notify` or a
@@ -695,7 +684,7 @@ mod tests {
     fn backoff_grows_and_honours_retry_after() {
         assert_eq!(backoff(3, Some(Duration::from_secs(7))), Duration::from_secs(7));
         let first = backoff(1, None);
-        assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(750), "{first:?}");
+        assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500), "{first:?}");
         let tenth = backoff(10, None);
         assert!(tenth >= Duration::from_millis(500 * 512 / 2), "{tenth:?}");
     }

@@ -316,7 +316,13 @@ fn unscannable_packages_are_failures_with_reasons() {
     server.add_package("big", "1.0", vec![Distribution { filename: "big-1.0.whl".into(), bytes: big }]);
     let node = RunningNode::start(open_client(&server), NodeSettings { max_scan_size: 1024, ..settings() });
     assert!(server.wait_drained(WAIT));
+    let stats = Arc::clone(&node.stats);
     node.stop();
+    // Every failure is counted, by cause: nothing to download counts as a
+    // download failure.
+    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(count(&stats.jobs_failed), 4);
+    assert_eq!((count(&stats.failed_download), count(&stats.failed_archive)), (3, 1));
     let results = server.results();
     let reason = |n: &str| {
         results.iter().find(|r| r.name == n).unwrap().body["reason"].as_str().unwrap_or_default().to_owned()
