@@ -360,6 +360,17 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_secret_is_named_never_quoted() {
+        Jail::expect_with(|jail| {
+            jail.create_file("Config.toml", "client_secret = [\"s3cr3t-value\"]\n")?;
+            let err = load_in_jail(jail).unwrap_err().to_string();
+            assert!(err.contains("setting `client_secret` (DRAGONFLY_CLIENT_SECRET) is not valid"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn password_grant_needs_a_password() {
         Jail::expect_with(|jail| {
             jail.set_env("DRAGONFLY_CLIENT_ID", "id");

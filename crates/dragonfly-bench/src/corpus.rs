@@ -158,7 +158,8 @@ pub fn from_dir(dir: &Path) -> Result<Vec<Package>> {
     Ok(packages)
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Regular files under `dir`, recursively (symlinks not followed).
+pub(crate) fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("can not read {}", dir.display()))?;
     for entry in entries {
         let entry = entry?;

@@ -439,7 +439,7 @@ fn naive_package(
         std::fs::create_dir(&root)?;
         extract(&archive, filename, &root).with_context(|| format!("can not extract {filename}"))?;
         let mut paths = Vec::new();
-        walk(&root, &mut paths)?;
+        crate::corpus::collect(&root, &mut paths)?;
         for path in paths {
             let relative = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
             let results = match scanner.scan_file(&path) {
@@ -481,20 +481,6 @@ fn extract(archive: &Path, filename: &str, into: &Path) -> Result<()> {
     } else {
         bail!("unknown archive type")
     }
-}
-
-/// Regular files under `dir`, recursively (symlinks not followed).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            walk(&entry.path(), out)?;
-        } else if file_type.is_file() {
-            out.push(entry.path());
-        }
-    }
-    Ok(())
 }
 
 /// Packages whose matched rules differ between two runs.

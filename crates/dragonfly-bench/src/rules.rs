@@ -2,6 +2,8 @@
 //! ones, shaped like a real rule repository (most rules restricted by
 //! `filetype`, some not; literal strings and a few regexes; few matches).
 
+use std::collections::BTreeMap;
+
 use dragonfly_engine::RuleSet;
 
 /// Generated rules, on top of the bundled ones.
@@ -192,17 +194,11 @@ pub fn bench_sources() -> Vec<(String, String)> {
     sources
 }
 
-/// A short digest of the sources, used as the rule-set hash.
+/// A short digest of the sources (the test kit's rule hash), used as the
+/// rule-set hash.
 pub fn sources_hash(sources: &[(String, String)]) -> String {
-    // FNV-1a: stable across runs and platforms.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, source) in sources {
-        for byte in name.bytes().chain([0]).chain(source.bytes()).chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("bench-{hash:016x}")
+    let map: BTreeMap<String, String> = sources.iter().cloned().collect();
+    format!("bench-{}", &dragonfly_testkit::server::rules_hash(&map)[..16])
 }
 
 #[cfg(test)]

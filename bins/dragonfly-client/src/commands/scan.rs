@@ -68,11 +68,8 @@ impl InputScanner<'_> {
     }
 
     fn scan_input(&mut self, input: &str) -> Result<PackageReport> {
-        if let Some(spec) = input.strip_prefix("pypi:") {
-            let (name, version) = match spec.split_once("==") {
-                Some((name, version)) => (name.trim(), Some(version.trim())),
-                None => (spec.trim(), None),
-            };
+        if let Some((name, version)) = pypi_spec(input) {
+            let spec = &input["pypi:".len()..];
             anyhow::ensure!(!name.is_empty(), "`{input}`: expected pypi:NAME or pypi:NAME==VERSION");
             let client = self.client()?;
             let release = dragonfly_api::pypi::resolve(&client, &self.args.pypi_index, name, version)
@@ -211,7 +208,10 @@ impl InputResult {
     }
 
     fn error(input: &str, message: String) -> Self {
-        let (name, version) = name_and_version(input.strip_prefix("pypi:").unwrap_or(input));
+        let (name, version) = match pypi_spec(input) {
+            Some((name, version)) => (name.to_owned(), version.unwrap_or_default().to_owned()),
+            None => name_and_version(input),
+        };
         InputResult {
             input: input.to_owned(),
             name,
@@ -278,6 +278,15 @@ fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result
     Ok(())
 }
 
+/// `pypi:NAME` or `pypi:NAME==VERSION`, trimmed; `None` for other inputs.
+fn pypi_spec(input: &str) -> Option<(&str, Option<&str>)> {
+    let spec = input.strip_prefix("pypi:")?;
+    Some(match spec.split_once("==") {
+        Some((name, version)) => (name.trim(), Some(version.trim())),
+        None => (spec.trim(), None),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +301,12 @@ mod tests {
         );
         assert_eq!(name_and_version("src/mypkg-0.3/"), pair("mypkg", "0.3"));
         assert_eq!(name_and_version("checkout"), pair("checkout", ""));
+        assert_eq!(pypi_spec("pypi: requests == 2.32.3"), Some(("requests", Some("2.32.3"))));
+        assert_eq!(pypi_spec("pypi:six"), Some(("six", None)));
+        assert_eq!(pypi_spec("six-1.0.tar.gz"), None);
+        // A failed lookup still names the release it was about.
+        let failed = InputResult::error("pypi:requests==2.32.3", "offline".into());
+        assert_eq!(pair(&failed.name, &failed.version), pair("requests", "2.32.3"));
     }
 
     fn result(score: Option<i64>, errors: Vec<String>) -> InputResult {
