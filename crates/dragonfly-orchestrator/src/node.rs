@@ -255,7 +255,8 @@ struct Shared {
     shutdown: Shutdown,
     rules: Arc<Rules>,
     budget: ByteBudget,
-    /// Set while results cannot be delivered: the loader stops leasing.
+    /// Set while several results in a row could not be delivered: the
+    /// loader stops leasing.
     delivery_blocked: AtomicBool,
     /// Moving average of a job's time from lease to result.
     avg_job_secs: Mutex<Option<f64>>,
@@ -559,13 +560,17 @@ impl Shared {
                     Stats::add(&self.stats.results_retried, 1);
                     // One result the server keeps refusing must not hold up
                     // the others: try the next one first. Only when a whole
-                    // round failed does the node back off and stop leasing.
+                    // round failed does the node back off, and it stops
+                    // leasing only when that round had several results: one
+                    // result failing alone may be one the server refuses, and
+                    // the cap on held jobs still bounds what the node takes
+                    // on meanwhile.
                     queue.rotate_left(1);
                     if (failures as usize) < queue.len() {
                         log::warn!("{label}: can not deliver result ({err}); trying the next one");
                         continue;
                     }
-                    self.delivery_blocked.store(true, Ordering::Relaxed);
+                    self.delivery_blocked.store(queue.len() > 1, Ordering::Relaxed);
                     let rounds = failures / queue.len().max(1) as u32;
                     let wait = backoff(rounds, err.retry_after()).min(Duration::from_secs(60));
                     log::warn!(

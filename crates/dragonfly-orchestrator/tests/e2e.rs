@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dragonfly_api::{Auth, Client, ClientConfig, Grant, Secret};
 use dragonfly_engine::{Engine, Outcome, RuleSet};
@@ -372,4 +372,28 @@ fn compiled_rules_are_cached_by_hash() {
     assert_eq!(rules_of("two"), serde_json::json!(["rule_b"]));
     assert_eq!(rules_of("three"), serde_json::json!(["rule_a"]));
     std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn one_undeliverable_result_does_not_stop_leasing() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    server.add_package("first", "1.0", python_package("first", "a = 1\n"));
+    server.add_fault(Fault::new(Endpoint::Package, FaultAction::Status(503)));
+    let node = RunningNode::start(open_client(&server), settings());
+    let waited = Instant::now();
+    while server.stats().requests_to(Endpoint::Package) < 2 && waited.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The only result keeps failing: a new job is still leased.
+    server.add_package("second", "1.0", python_package("second", "b = 2\n"));
+    let waited = Instant::now();
+    while server.stats().leases < 2 && waited.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.stats().leases, 2, "{:?}", server.stats());
+    server.clear_faults();
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+    assert_eq!(accepted(&server.results()).len(), 2);
 }
