@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use dragonfly_testkit::fixtures;
-use dragonfly_testkit::server::{Distribution, FakeServer, ServerConfig};
+use dragonfly_testkit::server::{FakeServer, ServerConfig};
 
 use crate::{cargo, run_command};
 
@@ -45,12 +45,7 @@ pub fn run(args: &[String]) -> Result<()> {
     server.set_rules("demo-rules-1", bundled_rules()?);
     let corpus = fixtures::demo_corpus();
     for package in &corpus {
-        let distributions = package
-            .distributions
-            .iter()
-            .map(|(filename, bytes)| Distribution { filename: filename.clone(), bytes: bytes.clone() })
-            .collect();
-        server.add_package(&package.name, &package.version, distributions);
+        server.add_fixture(package);
     }
     eprintln!("fake control server at {} with {} releases; starting the node", server.url(), corpus.len());
 

@@ -80,11 +80,11 @@ pub struct ScanArgs {
     pub fail_score: Option<i64>,
 
     /// Per-file scan timeout in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = dragonfly_engine::DEFAULT_TIMEOUT.as_secs())]
     pub timeout: u64,
 
     /// Largest distribution to read or download, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 128_000_000)]
+    #[arg(long, value_name = "BYTES", default_value_t = dragonfly_orchestrator::DEFAULT_MAX_SCAN_SIZE)]
     pub max_scan_size: u64,
 
     /// Scanning threads (default: available parallelism).
@@ -92,6 +92,6 @@ pub struct ScanArgs {
     pub threads: Option<usize>,
 
     /// PyPI JSON API base for pypi: inputs.
-    #[arg(long, value_name = "URL", default_value = "https://pypi.org/pypi")]
+    #[arg(long, value_name = "URL", default_value = dragonfly_api::pypi::DEFAULT_INDEX)]
     pub pypi_index: String,
 }

@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use dragonfly_api::{AuthMode, AuthSettings, ClientConfig, GrantType, Secret};
+use dragonfly_api::{ClientConfig, Secret};
 use dragonfly_engine::Limits;
 use dragonfly_orchestrator::NodeSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+use crate::auth::{AuthMode, AuthSettings, GrantType};
+
+/// Connect and read timeout of each HTTP request, seconds.
+const DEFAULT_HTTP_TIMEOUT: u64 = 30;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,13 +45,13 @@ pub struct Config {
     /// OAuth2 client id, or Cloudflare Access service-token id.
     pub client_id: Option<String>,
     /// OAuth2 client secret, or Cloudflare Access service-token secret.
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     /// Node account user name (password grant).
     pub username: Option<String>,
     /// Node account password (password grant).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Static bearer token (`auth_mode = "token"`).
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Extra PEM CA certificate to trust.
     pub ca_cert: Option<PathBuf>,
     /// Scanning threads.
@@ -57,7 +62,8 @@ pub struct Config {
     pub bulk_size: usize,
     /// Largest distribution download, in bytes.
     pub max_scan_size: u64,
-    /// Seconds a scanner waits when its queue is empty.
+    /// Accepted for compatibility with the original client; has no effect
+    /// (work wakes the node at once).
     pub wait_duration: u64,
     /// Per-file scan timeout, seconds.
     pub scan_timeout: u64,
@@ -88,33 +94,36 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The libraries' defaults, in the units of the settings.
     fn default() -> Self {
+        let node = NodeSettings::default();
+        let limits = &node.limits;
         Config {
-            base_url: "https://dragonfly.vipyrsec.com".into(),
-            auth_mode: AuthMode::Auth0,
-            grant_type: GrantType::Password,
-            auth0_domain: "vipyrsec.us.auth0.com".into(),
-            audience: "https://dragonfly.vipyrsec.com".into(),
+            base_url: dragonfly_api::DEFAULT_BASE_URL.into(),
+            auth_mode: AuthMode::default(),
+            grant_type: GrantType::default(),
+            auth0_domain: dragonfly_api::DEFAULT_AUTH0_DOMAIN.into(),
+            audience: dragonfly_api::DEFAULT_AUDIENCE.into(),
             client_id: None,
             client_secret: None,
             username: None,
             password: None,
             token: None,
             ca_cert: None,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            load_duration: 60,
-            bulk_size: 20,
-            max_scan_size: 128_000_000,
+            threads: node.threads,
+            load_duration: node.load_duration.as_secs(),
+            bulk_size: node.bulk_size,
+            max_scan_size: node.max_scan_size,
             wait_duration: 10,
-            scan_timeout: 10,
-            max_uncompressed_size: 512 * 1024 * 1024,
-            max_file_size: 128 * 1024 * 1024,
-            max_entries: 100_000,
-            max_expansion_ratio: 200,
-            http_timeout: 30,
-            lease_timeout: 120,
-            summary_interval: 60,
-            grace_period: 90,
+            scan_timeout: node.scan_timeout.as_secs(),
+            max_uncompressed_size: limits.max_total_bytes,
+            max_file_size: limits.max_file_bytes,
+            max_entries: limits.max_entries,
+            max_expansion_ratio: limits.max_ratio,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            lease_timeout: node.lease_timeout.as_secs(),
+            summary_interval: node.summary_interval.as_secs(),
+            grace_period: node.grace_period.as_secs(),
             rules_cache_dir: None,
             metrics_addr: None,
             log_format: LogFormat::Text,
@@ -190,7 +199,6 @@ impl Config {
             ("max_expansion_ratio", self.max_expansion_ratio),
             ("http_timeout", self.http_timeout),
             ("load_duration", self.load_duration),
-            ("wait_duration", self.wait_duration),
             ("lease_timeout", self.lease_timeout),
             ("summary_interval", self.summary_interval),
         ];
@@ -208,7 +216,7 @@ impl Config {
             };
             check_url("auth0_domain", &domain)?;
         }
-        self.auth_settings().into_auth().map_err(|e| {
+        self.auth_settings().to_auth().map_err(|e| {
             anyhow::anyhow!(
                 "{e} (required for auth_mode {:?}, grant_type {:?})",
                 self.auth_mode,
@@ -230,24 +238,23 @@ impl Config {
         Ok(())
     }
 
-    fn auth_settings(&self) -> AuthSettings {
-        let secret = |s: &Option<String>| s.clone().map(Secret::new);
+    fn auth_settings(&self) -> AuthSettings<'_> {
         AuthSettings {
             mode: self.auth_mode,
             grant: self.grant_type,
-            auth0_domain: self.auth0_domain.clone(),
-            audience: self.audience.clone(),
-            client_id: self.client_id.clone(),
-            client_secret: secret(&self.client_secret),
-            username: self.username.clone(),
-            password: secret(&self.password),
-            token: secret(&self.token),
+            auth0_domain: &self.auth0_domain,
+            audience: &self.audience,
+            client_id: self.client_id.as_deref(),
+            client_secret: self.client_secret.as_ref(),
+            username: self.username.as_deref(),
+            password: self.password.as_ref(),
+            token: self.token.as_ref(),
         }
     }
 
     /// The API client settings (call after [`Config::validate`]).
     pub fn client_config(&self) -> Result<ClientConfig> {
-        let auth = self.auth_settings().into_auth()?;
+        let auth = self.auth_settings().to_auth()?;
         let mut config = ClientConfig::new(self.base_url.clone(), auth);
         config.connect_timeout = Duration::from_secs(self.http_timeout);
         config.read_timeout = Duration::from_secs(self.http_timeout);
@@ -262,7 +269,6 @@ impl Config {
             threads: self.threads,
             bulk_size: self.bulk_size,
             load_duration: secs(self.load_duration),
-            wait_duration: secs(self.wait_duration.max(1)),
             lease_timeout: secs(self.lease_timeout),
             max_scan_size: self.max_scan_size,
             limits: Limits {
@@ -275,33 +281,19 @@ impl Config {
             grace_period: secs(self.grace_period),
             summary_interval: secs(self.summary_interval),
             rules_cache_dir: self.rules_cache_dir.clone(),
-            download_retries: 2,
+            ..NodeSettings::default()
         }
     }
 
-    /// The effective configuration as TOML, with secrets masked.
+    /// The effective configuration as TOML; secrets show as `***`.
     pub fn to_masked_toml(&self) -> Result<String> {
-        let mut value = toml::Value::try_from(self)?;
-        if let Some(table) = value.as_table_mut() {
-            for key in SECRET_KEYS {
-                if let Some(v) = table.get_mut(*key) {
-                    *v = toml::Value::String("***".into());
-                }
-            }
-        }
-        Ok(toml::to_string(&value)?)
+        Ok(toml::to_string(self)?)
     }
 }
 
 fn check_url(key: &str, url: &str) -> Result<()> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(|| {
-        anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}): `{url}` is not an http(s) URL", key.to_uppercase())
-    })?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        bail!("setting `{key}` (DRAGONFLY_{}): `{url}` has no host", key.to_uppercase());
-    }
-    Ok(())
+    dragonfly_api::check_http_url(url)
+        .map_err(|err| anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}): {err}", key.to_uppercase()))
 }
 
 #[cfg(test)]
@@ -318,6 +310,7 @@ mod tests {
     #[test]
     fn defaults_match_the_protocol() {
         let c = Config::default();
+        assert_eq!(c.auth_mode, AuthMode::Auth0);
         assert_eq!(c.base_url, "https://dragonfly.vipyrsec.com");
         assert_eq!(c.auth0_domain, "vipyrsec.us.auth0.com");
         assert_eq!(c.audience, "https://dragonfly.vipyrsec.com");
@@ -395,10 +388,10 @@ mod tests {
             .collect();
         let value = toml::Value::try_from(Config {
             client_id: Some(String::new()),
-            client_secret: Some(String::new()),
+            client_secret: Some(Secret::default()),
             username: Some(String::new()),
-            password: Some(String::new()),
-            token: Some(String::new()),
+            password: Some(Secret::default()),
+            token: Some(Secret::default()),
             ca_cert: Some(PathBuf::new()),
             rules_cache_dir: Some(PathBuf::new()),
             metrics_addr: Some(String::new()),
@@ -417,8 +410,8 @@ mod tests {
             jail.set_env("DRAGONFLY_PASSWORD", "true");
             jail.set_env("DRAGONFLY_THREADS", "3");
             let c = load_in_jail(jail).map_err(|e| e.to_string())?;
-            assert_eq!(c.token.as_deref(), Some("0012345"));
-            assert_eq!(c.password.as_deref(), Some("true"));
+            assert_eq!(c.token.as_ref().map(Secret::expose), Some("0012345"));
+            assert_eq!(c.password.as_ref().map(Secret::expose), Some("true"));
             assert_eq!(c.threads, 3);
             Ok(())
         });

@@ -1,6 +1,7 @@
 //! `dragonfly-client`: a Dragonfly scanning node, and an offline scanner for
 //! local files, directories, URLs and PyPI releases.
 
+mod auth;
 mod cli;
 mod commands;
 mod config;

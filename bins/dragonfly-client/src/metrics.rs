@@ -6,7 +6,6 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
@@ -69,8 +68,7 @@ type Row<'a> = (&'a str, &'a str, Option<Unit>, u64);
 
 impl Collector for NodeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let s = &self.stats;
-        let get = |counter: &AtomicU64| counter.load(Relaxed);
+        let s = self.stats.snapshot();
         let auth = self.client.auth_stats();
 
         Info::new([("version", env!("CARGO_PKG_VERSION"))]).encode(encoder.encode_descriptor(
@@ -81,32 +79,27 @@ impl Collector for NodeCollector {
         )?)?;
 
         let counters: [Row; 13] = [
-            ("jobs_leased", "Jobs leased from the control server.", None, get(&s.jobs_leased)),
-            (
-                "jobs_succeeded",
-                "Jobs scanned completely (a score was reported).",
-                None,
-                get(&s.jobs_succeeded),
-            ),
-            ("results_delivered", "Results the control server accepted.", None, get(&s.results_delivered)),
+            ("jobs_leased", "Jobs leased from the control server.", None, s.jobs_leased),
+            ("jobs_succeeded", "Jobs scanned completely (a score was reported).", None, s.jobs_succeeded),
+            ("results_delivered", "Results the control server accepted.", None, s.results_delivered),
             (
                 "results_dropped",
                 "Results the control server refused for good (404, 409, invalid).",
                 None,
-                get(&s.results_dropped),
+                s.results_dropped,
             ),
             (
                 "results_retried",
                 "Result submissions retried after a transient or login error.",
                 None,
-                get(&s.results_retried),
+                s.results_retried,
             ),
-            ("files_scanned", "Files scanned.", None, get(&s.files_scanned)),
-            ("files_skipped", "Files skipped because no rule applies to them.", None, get(&s.files_skipped)),
-            ("downloaded", "Bytes of distributions downloaded.", Some(Unit::Bytes), get(&s.bytes_downloaded)),
-            ("scanned", "Bytes of file content scanned.", Some(Unit::Bytes), get(&s.bytes_scanned)),
-            ("rules_loads", "Rule sets compiled or loaded from the cache.", None, get(&s.rule_loads)),
-            ("rules_failures", "Rule set fetches or compilations that failed.", None, get(&s.rule_failures)),
+            ("files_scanned", "Files scanned.", None, s.files_scanned),
+            ("files_skipped", "Files skipped because no rule applies to them.", None, s.files_skipped),
+            ("downloaded", "Bytes of distributions downloaded.", Some(Unit::Bytes), s.bytes_downloaded),
+            ("scanned", "Bytes of file content scanned.", Some(Unit::Bytes), s.bytes_scanned),
+            ("rules_loads", "Rule sets compiled or loaded from the cache.", None, s.rule_loads),
+            ("rules_failures", "Rule set fetches or compilations that failed.", None, s.rule_failures),
             (
                 "auth_renewals",
                 "Successful logins (Auth0 token or Cloudflare cookie), the first included.",
@@ -124,17 +117,12 @@ impl Collector for NodeCollector {
             let mut failed = encoder.encode_descriptor(
                 "jobs_failed",
                 "Jobs reported as failures, by reason: download, archive (format, corruption, limits), \
-                 scan (timeout or scan error), internal (a scan panicked).",
+                 scan (timeout or scan error), no_rules, no_distributions, internal (a panic).",
                 None,
                 MetricType::Counter,
             )?;
-            for (reason, counter) in [
-                ("download", &s.failed_download),
-                ("archive", &s.failed_archive),
-                ("scan", &s.failed_scan),
-                ("internal", &s.failed_internal),
-            ] {
-                ConstCounter::new(get(counter)).encode(failed.encode_family(&[("reason", reason)])?)?;
+            for (kind, count) in &s.jobs_failed {
+                ConstCounter::new(*count).encode(failed.encode_family(&[("reason", kind.label())])?)?;
             }
         }
 
@@ -143,20 +131,20 @@ impl Collector for NodeCollector {
                 "jobs_held",
                 "Jobs held by the node (leased, not yet reported): its queue depth.",
                 None,
-                get(&s.jobs_held),
+                s.jobs_held,
             ),
-            ("results_pending", "Results waiting to be delivered.", None, get(&s.results_pending)),
+            ("results_pending", "Results waiting to be delivered.", None, s.results_pending),
         ];
         for (name, help, unit, value) in &gauges {
             let gauge = ConstGauge::new(i64::try_from(*value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?)?;
         }
         let seconds = [
-            ("uptime", "Seconds since the node started.", s.uptime().as_secs_f64()),
+            ("uptime", "Seconds since the node started.", s.uptime.as_secs_f64()),
             (
                 "rules_compile",
                 "Time spent compiling (or loading) the current rules.",
-                get(&s.rule_compile_micros) as f64 / 1e6,
+                s.rule_compile_time.as_secs_f64(),
             ),
         ];
         for (name, help, value) in seconds {
@@ -181,10 +169,10 @@ impl Collector for NodeCollector {
 
         // Per-bucket counts, not cumulative; the encoder accumulates them.
         let mut buckets: Vec<(f64, u64)> =
-            SCAN_SECONDS_BUCKETS.iter().copied().zip(s.scan_seconds_buckets.iter().map(get)).collect();
-        buckets.push((f64::INFINITY, s.scan_seconds_buckets.last().map_or(0, get)));
+            SCAN_SECONDS_BUCKETS.iter().copied().zip(s.scan_buckets.iter().copied()).collect();
+        buckets.push((f64::INFINITY, s.scan_buckets.last().copied().unwrap_or(0)));
         let count = buckets.iter().map(|(_, n)| n).sum();
-        let sum = get(&s.scan_micros) as f64 / 1e6;
+        let sum = s.scan_time.as_secs_f64();
         encoder
             .encode_descriptor(
                 "scan_duration",
@@ -194,7 +182,7 @@ impl Collector for NodeCollector {
             )?
             .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
 
-        if let Some(hash) = s.rule_hash() {
+        if let Some(hash) = s.rule_hash {
             Info::new([("hash", hash)]).encode(encoder.encode_descriptor(
                 "rules",
                 "Hash of the rules in use (absent until rules are compiled).",
@@ -296,6 +284,8 @@ mod tests {
     use std::time::Duration;
 
     use dragonfly_api::{Auth, ClientConfig, Secret};
+    use dragonfly_engine::DistributionReport;
+    use dragonfly_orchestrator::FailureKind;
 
     use super::*;
 
@@ -321,24 +311,34 @@ mod tests {
     #[test]
     fn every_counter_is_exposed_with_prometheus_names() {
         let stats = Arc::new(Stats::default());
-        stats.jobs_leased.store(5, Relaxed);
-        stats.jobs_succeeded.store(3, Relaxed);
-        stats.failed_archive.store(2, Relaxed);
-        stats.jobs_held.store(4, Relaxed);
-        stats.results_pending.store(1, Relaxed);
-        stats.results_retried.store(6, Relaxed);
-        stats.bytes_downloaded.store(1000, Relaxed);
-        stats.bytes_scanned.store(4000, Relaxed);
-        stats.files_scanned.store(7, Relaxed);
-        stats.files_skipped.store(8, Relaxed);
-        stats.rule_compile_micros.store(1_500_000, Relaxed);
-        *stats.rule_hash.lock().unwrap() = Some("abc\"1".into());
+        stats.jobs_leased(5);
+        for _ in 0..3 {
+            stats.job_succeeded();
+        }
+        stats.job_failed(FailureKind::Archive);
+        stats.job_failed(FailureKind::Archive);
+        stats.result_queued();
+        stats.result_delivered();
+        stats.result_queued();
+        for _ in 0..6 {
+            stats.result_retried();
+        }
+        stats.downloaded(1000);
+        let report = DistributionReport {
+            files_scanned: 7,
+            files_skipped: 8,
+            bytes_scanned: 4000,
+            ..Default::default()
+        };
+        stats.distribution_scanned(&report, Duration::from_millis(1));
+        stats.rules_loaded("abc\"1", Duration::from_millis(1500));
         let text = Probe::new(stats, client(Auth::None)).render();
         let expected = [
             ("dragonfly_jobs_leased_total", "5"),
             ("dragonfly_jobs_succeeded_total", "3"),
             ("dragonfly_jobs_failed_total{reason=\"archive\"}", "2"),
             ("dragonfly_jobs_failed_total{reason=\"download\"}", "0"),
+            ("dragonfly_jobs_failed_total{reason=\"no_distributions\"}", "0"),
             ("dragonfly_jobs_held", "4"),
             ("dragonfly_results_pending", "1"),
             ("dragonfly_results_retried_total", "6"),
@@ -369,7 +369,7 @@ mod tests {
     fn scan_times_form_a_cumulative_histogram() {
         let stats = Arc::new(Stats::default());
         for millis in [5, 5, 40, 700, 60_000] {
-            stats.observe_scan(Duration::from_millis(millis));
+            stats.distribution_scanned(&DistributionReport::default(), Duration::from_millis(millis));
         }
         let text = Probe::new(stats, client(Auth::None)).render();
         let series =
@@ -397,7 +397,7 @@ mod tests {
             client(Auth::Cloudflare { client_id: "id".into(), client_secret: Secret::new("s") }),
         );
         assert!(!none.is_ready() && !token.is_ready());
-        *stats.rule_hash.lock().unwrap() = Some("h".into());
+        stats.rules_loaded("h", Duration::ZERO);
         assert!(none.is_ready() && token.is_ready());
         assert!(!cloudflare.is_ready(), "never logged in");
     }
@@ -409,8 +409,10 @@ mod tests {
         let addr = server.local_addr();
         assert_eq!(get(addr, "/healthz").0, 200);
         assert_eq!(get(addr, "/readyz").0, 503);
-        *stats.rule_hash.lock().unwrap() = Some("h1".into());
-        stats.jobs_succeeded.store(9, Relaxed);
+        stats.rules_loaded("h1", Duration::ZERO);
+        for _ in 0..9 {
+            stats.job_succeeded();
+        }
         assert_eq!(get(addr, "/readyz").0, 200);
         let (status, body) = get(addr, "/metrics");
         assert_eq!(status, 200);

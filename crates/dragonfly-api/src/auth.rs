@@ -13,6 +13,7 @@ use oauth2::{
 use ureq::Agent;
 use ureq::http::{self, HeaderValue};
 
+use crate::backoff::Backoff;
 use crate::config::{Auth, ClientConfig, Grant, auth0_token_url};
 use crate::error::{Error, ErrorKind};
 use crate::http::{TokenHttp, status_error};
@@ -92,8 +93,7 @@ pub(crate) struct Authenticator {
     base_url: String,
     agent: Agent,
     oauth: Option<OAuthClient>,
-    backoff_base: Duration,
-    backoff_max: Duration,
+    backoff: Backoff,
     state: Mutex<State>,
     renewed: Condvar,
     /// Successful logins, for metrics.
@@ -123,8 +123,7 @@ impl Authenticator {
             base_url: base_url.to_owned(),
             agent,
             oauth,
-            backoff_base: config.login_backoff_base,
-            backoff_max: config.login_backoff_max,
+            backoff: config.login_backoff,
             state: Mutex::new(State::default()),
             renewed: Condvar::new(),
             logins: AtomicU64::new(0),
@@ -196,7 +195,7 @@ impl Authenticator {
                     self.login_failures.fetch_add(1, Ordering::Relaxed);
                     state.failures = state.failures.saturating_add(1);
                     let attempts = state.failures.saturating_add(state.refusals);
-                    let delay = backoff_delay(attempts, self.backoff_base, self.backoff_max, fastrand::f64());
+                    let delay = self.backoff.delay(attempts);
                     state.retry_at = Instant::now().checked_add(delay);
                     state.last_failure = Some(err.clone());
                     log::warn!(
@@ -236,7 +235,7 @@ impl Authenticator {
         }
         state.credential = None;
         state.refusals = state.refusals.saturating_add(1);
-        let delay = backoff_delay(state.refusals, self.backoff_base, self.backoff_max, fastrand::f64());
+        let delay = self.backoff.delay(state.refusals);
         state.retry_at = Instant::now().checked_add(delay);
         state.last_failure = Some(err.clone());
         log::warn!("{err}; the renewed credential was refused, next login in {:.1} s", delay.as_secs_f64());
@@ -484,14 +483,6 @@ pub(crate) fn jwt_expiry(jwt: &str) -> Option<u64> {
     exp.as_u64().or_else(|| exp.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v as u64))
 }
 
-/// Delay before the next try after `failures` failures in a row:
-/// `base * 2^(failures-1)`, capped at `max`, then scaled by 50-100 % (`jitter` in 0..1).
-pub fn backoff_delay(failures: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let exponent = failures.saturating_sub(1).min(31);
-    let full = base.saturating_mul(1u32 << exponent).min(max);
-    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,22 +513,6 @@ mod tests {
         );
         assert_eq!(cf_cookie_value("other=1; Path=/"), None);
         assert_eq!(cf_cookie_value("CF_Authorization=; Path=/"), None);
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
-        let base = Duration::from_secs(2);
-        let max = Duration::from_secs(600);
-        assert_eq!(backoff_delay(1, base, max, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff_delay(1, base, max, 0.0), Duration::from_secs(1));
-        assert_eq!(backoff_delay(3, base, max, 1.0), Duration::from_secs(8));
-        assert_eq!(backoff_delay(3, base, max, 0.0), Duration::from_secs(4));
-        assert_eq!(backoff_delay(40, base, max, 1.0), max);
-        assert_eq!(backoff_delay(u32::MAX, base, max, 0.5), Duration::from_secs(450));
-        for _ in 0..100 {
-            let delay = backoff_delay(5, base, max, fastrand::f64());
-            assert!(delay >= Duration::from_secs(16) && delay <= Duration::from_secs(32), "{delay:?}");
-        }
     }
 
     /// A loopback port whose server hangs up on every connection.

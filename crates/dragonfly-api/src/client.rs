@@ -221,7 +221,12 @@ fn run(
 }
 
 /// Accepts only absolute `http`/`https` URLs with a host.
-pub(crate) fn check_http_url(url: &str) -> Result<(), Error> {
+///
+/// ```
+/// assert!(dragonfly_api::check_http_url("https://dragonfly.vipyrsec.com").is_ok());
+/// assert!(dragonfly_api::check_http_url("ftp://example.com/x").is_err());
+/// ```
+pub fn check_http_url(url: &str) -> Result<(), Error> {
     let invalid = |why: &str| Error::new(ErrorKind::InvalidUrl, format!("invalid URL `{url}`: {why}"));
     let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
     match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {

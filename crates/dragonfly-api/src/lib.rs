@@ -42,6 +42,7 @@
 //! ```
 
 mod auth;
+mod backoff;
 mod client;
 mod config;
 mod error;
@@ -50,12 +51,9 @@ pub mod pypi;
 mod secret;
 mod wire;
 
-pub use auth::backoff_delay;
-pub use client::{AuthStats, Client};
-pub use config::{
-    Auth, AuthMode, AuthSettings, ClientConfig, DEFAULT_AUDIENCE, DEFAULT_AUTH0_DOMAIN, DEFAULT_BASE_URL,
-    DEFAULT_PYPI_INDEX, Grant, GrantType,
-};
+pub use backoff::Backoff;
+pub use client::{AuthStats, Client, check_http_url};
+pub use config::{Auth, ClientConfig, DEFAULT_AUDIENCE, DEFAULT_AUTH0_DOMAIN, DEFAULT_BASE_URL, Grant};
 pub use error::{Error, ErrorKind};
 pub use secret::Secret;
-pub use wire::{FailureBody, Job, JobResult, RuleSet, SuccessBody};
+pub use wire::{FailureBody, Job, JobResult, RuleSet, SuccessBody, inspector_url};

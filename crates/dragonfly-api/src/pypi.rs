@@ -18,7 +18,7 @@ use crate::client::{Client, check_http_url};
 use crate::error::{Error, ErrorKind};
 
 /// PyPI's JSON API root.
-pub const DEFAULT_INDEX: &str = crate::config::DEFAULT_PYPI_INDEX;
+pub const DEFAULT_INDEX: &str = "https://pypi.org/pypi";
 
 /// One release and its distribution files.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use std::fmt;
 
 /// A secret string: a password, client secret, token or cookie.
 ///
-/// `Debug` and `Display` print `***`; [`Secret::expose`] is the only way to
-/// read the value, so every place that uses it is easy to find.
+/// `Debug`, `Display` and `Serialize` give `***`; [`Secret::expose`] is the
+/// only way to read the value, so every place that uses it is easy to find.
 ///
 /// ```
 /// use dragonfly_api::Secret;
@@ -14,9 +14,15 @@ use std::fmt;
 /// assert_eq!(format!("{secret:?} {secret}"), "*** ***");
 /// assert_eq!(secret.expose(), "hunter2");
 /// ```
-#[derive(Clone, Default, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
 
 impl Secret {
     /// Wraps a value.

@@ -150,6 +150,35 @@ impl JobResult {
     }
 }
 
+/// The inspector.pypi.io link to a file inside a distribution:
+/// `https://inspector.pypi.io/project/{name}/{version}/{URL path}/{file}`,
+/// or `None` when `download_url` is not an `http(s)` URL with a path.
+///
+/// ```
+/// assert_eq!(
+///     dragonfly_api::inspector_url(
+///         "discord-py",
+///         "2.2.3",
+///         "https://files.pythonhosted.org/packages/36/ce/3a/discord.py-2.2.3.tar.gz",
+///         "discord.py-2.2.3/discord/client.py",
+///     )
+///     .as_deref(),
+///     Some(
+///         "https://inspector.pypi.io/project/discord-py/2.2.3/packages/36/ce/3a/\
+///          discord.py-2.2.3.tar.gz/discord.py-2.2.3/discord/client.py"
+///     )
+/// );
+/// ```
+pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &str) -> Option<String> {
+    let rest = download_url.strip_prefix("https://").or_else(|| download_url.strip_prefix("http://"))?;
+    let path = rest.split_once('/').map_or("", |(_host, path)| path);
+    let path = path.split(['?', '#']).next().unwrap_or_default().trim_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    Some(format!("https://inspector.pypi.io/project/{name}/{version}/{path}/{file_path}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +243,16 @@ mod tests {
             let text = serde_json::to_string(&result).unwrap();
             assert_eq!(serde_json::from_str::<JobResult>(&text).unwrap(), result);
         }
+    }
+
+    #[test]
+    fn inspector_urls_need_an_http_path() {
+        assert_eq!(inspector_url("a", "1", "/tmp/a-1.tar.gz", "x.py"), None);
+        assert_eq!(inspector_url("a", "1", "https://host", "x.py"), None);
+        assert_eq!(
+            inspector_url("a", "1", "http://127.0.0.1:8000/p/a.whl?x=1", "x.py").as_deref(),
+            Some("https://inspector.pypi.io/project/a/1/p/a.whl/x.py")
+        );
     }
 
     #[test]

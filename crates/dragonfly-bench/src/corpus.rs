@@ -9,25 +9,10 @@ use dragonfly_engine::parse_distribution_filename;
 use dragonfly_testkit::fixtures;
 use dragonfly_testkit::server::normalize_name;
 
-/// One distribution file.
-#[derive(Debug, Clone)]
-pub struct Distribution {
-    /// File name, for example `demo-1.0.tar.gz`.
-    pub filename: String,
-    /// The archive's bytes.
-    pub bytes: Vec<u8>,
-}
-
-/// One release with its distributions.
-#[derive(Debug, Clone)]
-pub struct Package {
-    /// Project name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Its distribution files.
-    pub distributions: Vec<Distribution>,
-}
+pub use dragonfly_testkit::Distribution;
+/// One release with its distributions (what a corpus folder holds has no
+/// expected rules).
+pub use dragonfly_testkit::fixtures::FixturePackage as Package;
 
 /// The size of the generated corpus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +48,10 @@ impl Size {
 /// The generated corpus of `size` (deterministic).
 pub fn generated(size: Size) -> Vec<Package> {
     let (small, wheels, large) = size.shape();
-    let mut out: Vec<Package> =
-        fixtures::bench_corpus(small, wheels, 0, 0).into_iter().map(from_fixture).collect();
+    let mut out: Vec<Package> = fixtures::bench_corpus(small, wheels, 0, 0);
     // One large wheel per size; the test kit numbers them from 0 in each call.
     for (k, &mb) in large.iter().enumerate() {
-        for package in fixtures::bench_corpus(0, 0, 1, mb) {
-            let mut package = from_fixture(package);
+        for mut package in fixtures::bench_corpus(0, 0, 1, mb) {
             let old = package.name.replace('-', "_");
             package.name = format!("bench-large-{k:03}");
             let new = package.name.replace('-', "_");
@@ -79,18 +62,6 @@ pub fn generated(size: Size) -> Vec<Package> {
         }
     }
     out
-}
-
-fn from_fixture(package: fixtures::FixturePackage) -> Package {
-    Package {
-        name: package.name,
-        version: package.version,
-        distributions: package
-            .distributions
-            .into_iter()
-            .map(|(filename, bytes)| Distribution { filename, bytes })
-            .collect(),
-    }
 }
 
 /// Archive suffixes recognised in a corpus folder.
@@ -153,7 +124,7 @@ pub fn from_dir(dir: &Path) -> Result<Vec<Package>> {
             let bytes = std::fs::read(path).with_context(|| format!("can not read {}", path.display()))?;
             distributions.push(Distribution { filename, bytes });
         }
-        packages.push(Package { name, version, distributions });
+        packages.push(Package { name, version, distributions, expected_rules: Vec::new() });
     }
     Ok(packages)
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use dragonfly_engine::{DistributionReport, Engine, File, RuleSet, scanners_created};
+use dragonfly_engine::{DistributionReport, Engine, File, RuleSet};
 use dragonfly_testkit::server::FakeServer;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -93,8 +93,6 @@ pub struct EngineRun {
     pub files: u64,
     /// File bytes scanned per repetition.
     pub bytes: u64,
-    /// yara-x scanners created during the run (one per thread when reuse works).
-    pub scanners_created: usize,
     /// Files whose scan failed (timeouts), plus archives that could not be read.
     pub file_errors: u64,
     /// What matched, per package.
@@ -141,12 +139,10 @@ pub fn engine_runs(
         Input::Flat(_) => Vec::new(),
     };
     let mut best = vec![f64::INFINITY; pools.len()];
-    let mut scanners = vec![0; pools.len()];
     let mut last: Vec<Vec<(usize, DistributionReport)>> = vec![Vec::new(); pools.len()];
     let (mut rounds, mut total) = (0, 0.0);
     while rounds < 3 || (rounds < 9 && total < 6.0) {
         for (k, pool) in pools.iter().enumerate() {
-            let before = scanners_created();
             let (secs, reports) = match input {
                 Input::Flat(inputs) => {
                     // Copied before the clock starts: scan_files takes ownership.
@@ -170,7 +166,6 @@ pub fn engine_runs(
                     (started.elapsed().as_secs_f64(), reports)
                 }
             };
-            scanners[k] += scanners_created() - before;
             best[k] = best[k].min(secs);
             total += secs;
             last[k] = reports;
@@ -194,7 +189,6 @@ pub fn engine_runs(
             repetitions: rounds,
             files,
             bytes,
-            scanners_created: scanners[k],
             file_errors,
             verdicts,
         });
@@ -498,7 +492,7 @@ pub fn disagreements(a: &Verdicts, b: &Verdicts) -> Vec<String> {
 mod tests {
     use std::sync::Arc;
 
-    use dragonfly_testkit::server::{Distribution, ServerConfig};
+    use dragonfly_testkit::server::ServerConfig;
 
     use super::*;
     use crate::corpus::{Size, generated};
@@ -522,9 +516,6 @@ mod tests {
         assert_eq!((one.files, one.bytes), (flat.files, flat.bytes_out));
         assert_eq!(one.verdicts, two.verdicts);
         assert!(one.repetitions >= 3);
-        // Scanners are reused: at most one per thread and rule group.
-        let groups = rules.group_count() + 1;
-        assert!(one.scanners_created <= groups && two.scanners_created <= 2 * groups, "{one:?} {two:?}");
         // Flattening inside the engine finds the same files and verdicts.
         let archive = &engine_runs(&engine, &corpus, Input::Archives(&corpus), &[2]).unwrap()[0];
         assert_eq!((archive.files, archive.bytes, archive.file_errors), (one.files, one.bytes, 0));
@@ -538,12 +529,7 @@ mod tests {
         let jobs: Vec<Job> = corpus
             .iter()
             .map(|p| {
-                let dists: Vec<Distribution> = p
-                    .distributions
-                    .iter()
-                    .map(|d| Distribution { filename: d.filename.clone(), bytes: d.bytes.clone() })
-                    .collect();
-                let urls = server.add_package(&p.name, &p.version, dists);
+                let urls = server.add_fixture(p);
                 let names = p.distributions.iter().map(|d| d.filename.clone());
                 (p.name.clone(), names.zip(urls).collect())
             })

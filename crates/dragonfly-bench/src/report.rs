@@ -221,18 +221,13 @@ pub fn table(report: &Report) -> String {
     };
     let threads = |n: usize| format!("{n} thread{}", if n == 1 { "" } else { "s" });
     for run in [&r.engine_1, &r.engine_n] {
-        let scanners = run.scanners_created;
         row(
             format!("engine limit, {}", threads(run.threads)),
             run.secs,
             packages,
             run.bytes,
             run.files,
-            format!(
-                "best of {}; {scanners} scanner{} created",
-                run.repetitions,
-                if scanners == 1 { "" } else { "s" }
-            ),
+            format!("best of {}", run.repetitions),
         );
     }
     let f = &r.flatten;
@@ -357,7 +352,6 @@ mod tests {
             repetitions: 1,
             files: 10,
             bytes: 100_000_000,
-            scanners_created: threads,
             file_errors: 0,
             verdicts: Default::default(),
         };

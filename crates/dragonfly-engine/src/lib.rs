@@ -47,17 +47,23 @@
 //! thread that scans keeps one reusable yara-x scanner per group of the rule
 //! set it last used; large distributions are scanned file-parallel on rayon.
 
-mod groups;
+mod cache;
+mod compile;
+mod metadata;
 mod naming;
+mod plan;
 mod report;
 mod rules;
 mod scan;
+mod source;
 
-pub use dragonfly_flatten::{File, Limits};
+pub use cache::CacheError;
+pub use dragonfly_flatten::{File, Format, Limits};
+pub use metadata::RuleInfo;
 pub use naming::parse_distribution_filename;
 pub use report::{
-    DistributionReport, Failure, FileError, FileReport, Outcome, PackageReport, RuleMatch, Verdict,
-    inspector_url,
+    DistributionError, DistributionReport, FileError, FileReport, PackageReport, Problem, RuleMatch,
+    UnscannedFile,
 };
-pub use rules::{BUNDLED_HASH, CompileError, RuleInfo, RuleSet};
-pub use scan::{DEFAULT_TIMEOUT, Engine, scanners_created, scanners_created_on_this_thread};
+pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
+pub use scan::{DEFAULT_TIMEOUT, Engine};

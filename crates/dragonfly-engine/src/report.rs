@@ -1,12 +1,17 @@
-//! Scan results and scoring: file -> distribution -> package, and the
-//! success/failure bodies the control server expects.
+//! Scan results and scoring: file -> distribution -> package.
+//!
+//! Reports are plain values: they say what matched and what could not be
+//! scanned, typed, and leave it to the caller to decide what to tell whom.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use serde::Serialize;
+use dragonfly_flatten::Format;
 
 /// One rule that matched a file (after the `filetype` filter).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
     /// Rule identifier.
     pub name: String,
@@ -17,7 +22,7 @@ pub struct RuleMatch {
 }
 
 /// A scanned file with at least one matching rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileReport {
     /// Path inside the archive (or relative to the scanned directory).
     pub path: String,
@@ -29,22 +34,58 @@ pub struct FileReport {
     pub matches: Vec<RuleMatch>,
 }
 
-/// A file that could not be scanned (timeout, scan error).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileError {
+/// Why one file could not be scanned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// Occurs when the rules ran longer than the per-file timeout.
+    #[error("scan timed out after {seconds} s")]
+    Timeout {
+        /// The timeout, in whole seconds.
+        seconds: u64,
+    },
+    /// Occurs when yara-x refused to scan the file.
+    #[error("scan failed: {message}")]
+    Scanner {
+        /// yara-x's message.
+        message: String,
+    },
+}
+
+/// A file that could not be scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnscannedFile {
     /// Path inside the archive.
     pub path: String,
     /// What went wrong.
-    pub message: String,
+    pub error: FileError,
+}
+
+/// Why a distribution as a whole could not be scanned.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DistributionError {
+    /// Occurs when the archive cannot be flattened (unsupported, corrupt,
+    /// encrypted), or a directory or archive crosses a [`Limits`](crate::Limits) value.
+    #[error(transparent)]
+    Archive(#[from] dragonfly_flatten::Error),
+    /// Occurs when a file or directory of a scanned directory cannot be read.
+    #[error("can not read `{}`: {source}", path.display())]
+    Read {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: Arc<std::io::Error>,
+    },
 }
 
 /// The scan of one distribution (one archive or directory).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct DistributionReport {
     /// Where the distribution came from: its download URL, or a local path.
     pub source: String,
     /// Archive format, when the input was an archive.
-    pub format: Option<String>,
+    pub format: Option<Format>,
     /// Files with at least one match, in archive order.
     pub files: Vec<FileReport>,
     /// Number of files scanned.
@@ -54,15 +95,14 @@ pub struct DistributionReport {
     /// Bytes of file content scanned.
     pub bytes_scanned: u64,
     /// Files that could not be scanned.
-    pub file_errors: Vec<FileError>,
-    /// Why the distribution as a whole could not be scanned (download,
-    /// unsupported or corrupt archive, limit hit), if it could not.
-    pub error: Option<String>,
+    pub file_errors: Vec<UnscannedFile>,
+    /// Why the distribution as a whole could not be scanned, if it could not.
+    pub error: Option<DistributionError>,
 }
 
 impl DistributionReport {
     /// A distribution that could not be scanned at all.
-    pub fn failed(source: impl Into<String>, error: impl Into<String>) -> Self {
+    pub fn failed(source: impl Into<String>, error: impl Into<DistributionError>) -> Self {
         DistributionReport { source: source.into(), error: Some(error.into()), ..Default::default() }
     }
 
@@ -90,24 +130,56 @@ impl DistributionReport {
         })
     }
 
-    /// Problems, one line each (distribution error first, then files).
-    pub fn problems(&self) -> impl Iterator<Item = String> + '_ {
+    /// What kept parts of it from being scanned: the distribution's error
+    /// first, then each file's.
+    pub fn problems(&self) -> impl Iterator<Item = Problem<'_>> {
+        let source = self.source.as_str();
         self.error
             .iter()
-            .map(|e| format!("{}: {e}", self.source))
-            .chain(self.file_errors.iter().map(|e| format!("{}: `{}`: {}", self.source, e.path, e.message)))
+            .map(move |error| Problem::Distribution { source, error })
+            .chain(self.file_errors.iter().map(move |file| Problem::File { source, file }))
+    }
+}
+
+/// Something that kept a part of a distribution from being scanned; its
+/// `Display` is the one-line text shown to people
+/// (`` {source}: `{path}`: {error} ``).
+#[derive(Debug, Clone, Copy)]
+pub enum Problem<'a> {
+    /// The distribution as a whole.
+    Distribution {
+        /// The distribution's source.
+        source: &'a str,
+        /// What went wrong.
+        error: &'a DistributionError,
+    },
+    /// One file of it.
+    File {
+        /// The distribution's source.
+        source: &'a str,
+        /// The file and what went wrong.
+        file: &'a UnscannedFile,
+    },
+}
+
+impl fmt::Display for Problem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Distribution { source, error } => write!(f, "{source}: {error}"),
+            Problem::File { source, file } => write!(f, "{source}: `{}`: {}", file.path, file.error),
+        }
     }
 }
 
 /// The scan of a package release: all of its distributions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PackageReport {
     /// Package name.
     pub name: String,
     /// Package version.
     pub version: String,
     /// Hash of the rule set the scan used.
-    pub commit: String,
+    pub rule_hash: String,
     /// One report per distribution, in input order.
     pub distributions: Vec<DistributionReport>,
 }
@@ -143,99 +215,16 @@ impl PackageReport {
         Some((dist, dist.most_malicious_file()?))
     }
 
-    /// Link to the most malicious file on inspector.pypi.io, when there is
-    /// one and the distribution came from an `http(s)` URL.
-    pub fn inspector_url(&self) -> Option<String> {
-        let (dist, file) = self.most_malicious_file()?;
-        inspector_url(&self.name, &self.version, &dist.source, &file.path)
+    /// Whether every file of every distribution was scanned. A report that
+    /// is not complete must not be taken for a score.
+    pub fn is_complete(&self) -> bool {
+        self.distributions.iter().all(DistributionReport::is_complete)
     }
 
     /// Every problem that kept a part of the package from being scanned.
-    pub fn problems(&self) -> Vec<String> {
-        self.distributions.iter().flat_map(DistributionReport::problems).collect()
+    pub fn problems(&self) -> impl Iterator<Item = Problem<'_>> {
+        self.distributions.iter().flat_map(DistributionReport::problems)
     }
-
-    /// What to report: a verdict when every file of every distribution was
-    /// scanned, otherwise a failure naming what went wrong. A partial scan
-    /// is never reported as a score.
-    pub fn outcome(&self) -> Outcome {
-        let problems = self.problems();
-        if self.distributions.is_empty() {
-            return Outcome::Failure(Failure {
-                name: self.name.clone(),
-                version: self.version.clone(),
-                reason: "the release has no distributions".into(),
-            });
-        }
-        if !problems.is_empty() {
-            return Outcome::Failure(Failure {
-                name: self.name.clone(),
-                version: self.version.clone(),
-                reason: problems.join("; "),
-            });
-        }
-        Outcome::Success(Verdict {
-            name: self.name.clone(),
-            version: self.version.clone(),
-            score: self.score(),
-            inspector_url: self.inspector_url(),
-            rules_matched: self.rules_matched(),
-            commit: self.commit.clone(),
-        })
-    }
-}
-
-/// A package scanned completely: the fields of the `PUT /package` success
-/// body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verdict {
-    /// Package name.
-    pub name: String,
-    /// Package version.
-    pub version: String,
-    /// Highest distribution score.
-    pub score: i64,
-    /// Link to the most malicious file, or null.
-    pub inspector_url: Option<String>,
-    /// Distinct matched rule names, sorted.
-    pub rules_matched: Vec<String>,
-    /// Hash of the rules used.
-    pub commit: String,
-}
-
-/// A package that could not be scanned: the fields of the `PUT /package`
-/// failure body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// Package name.
-    pub name: String,
-    /// Package version.
-    pub version: String,
-    /// Human-readable cause.
-    pub reason: String,
-}
-
-/// The result of scanning a package; serializes to the exact `PUT /package`
-/// body (success or failure).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Outcome {
-    /// Every file was scanned.
-    Success(Verdict),
-    /// Something could not be scanned.
-    Failure(Failure),
-}
-
-/// `https://inspector.pypi.io/project/{name}/{version}/{URL path}/{file}`,
-/// or `None` when `download_url` is not an `http(s)` URL.
-pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &str) -> Option<String> {
-    let rest = download_url.strip_prefix("https://").or_else(|| download_url.strip_prefix("http://"))?;
-    let path = rest.split_once('/').map_or("", |(_host, path)| path);
-    let path = path.split(['?', '#']).next().unwrap_or_default().trim_matches('/');
-    if path.is_empty() {
-        return None;
-    }
-    Some(format!("https://inspector.pypi.io/project/{name}/{version}/{path}/{file_path}"))
 }
 
 #[cfg(test)]
@@ -255,21 +244,8 @@ mod tests {
         DistributionReport { source: source.into(), files, ..Default::default() }
     }
 
-    const URL: &str = "https://files.pythonhosted.org/packages/36/ce/3a/discord.py-2.2.3.tar.gz";
-
-    #[test]
-    fn inspector_url_matches_the_protocol_example() {
-        assert_eq!(
-            inspector_url("discord-py", "2.2.3", URL, "discord.py-2.2.3/discord/client.py").as_deref(),
-            Some(
-                "https://inspector.pypi.io/project/discord-py/2.2.3/packages/36/ce/3a/discord.py-2.2.3.tar.gz/discord.py-2.2.3/discord/client.py"
-            )
-        );
-        assert_eq!(inspector_url("a", "1", "/tmp/a-1.tar.gz", "x.py"), None);
-        assert_eq!(
-            inspector_url("a", "1", "http://127.0.0.1:8000/p/a.whl?x=1", "x.py").as_deref(),
-            Some("https://inspector.pypi.io/project/a/1/p/a.whl/x.py")
-        );
+    fn release(distributions: Vec<DistributionReport>) -> PackageReport {
+        PackageReport { name: "pkg".into(), version: "1.0".into(), rule_hash: "abc".into(), distributions }
     }
 
     #[test]
@@ -284,74 +260,46 @@ mod tests {
             dist("https://h/two.whl", vec![file("p/q.py", vec![m("b", 2)]), file("p/r.py", vec![m("c", 9)])]);
         assert_eq!(one.score(), 7);
         assert_eq!(two.score(), 11);
-        let package = PackageReport {
-            name: "pkg".into(),
-            version: "1.0".into(),
-            commit: "abc".into(),
-            distributions: vec![one, two],
-        };
+        let package = release(vec![one, two]);
         assert_eq!(package.score(), 11);
         assert_eq!(package.rules_matched(), ["a", "b", "c"]);
-        assert_eq!(
-            package.inspector_url().as_deref(),
-            Some("https://inspector.pypi.io/project/pkg/1.0/two.whl/p/r.py")
-        );
+        let (d, f) = package.most_malicious_file().unwrap();
+        assert_eq!((d.source.as_str(), f.path.as_str()), ("https://h/two.whl", "p/r.py"));
     }
 
     #[test]
-    fn success_body_is_exact() {
-        let package = PackageReport {
-            name: "pkg".into(),
-            version: "1.0".into(),
-            commit: "abc".into(),
-            distributions: vec![dist("https://h/p/one.tar.gz", vec![file("x/setup.py", vec![m("a", 5)])])],
-        };
-        assert_eq!(
-            serde_json::to_string(&package.outcome()).unwrap(),
-            r#"{"name":"pkg","version":"1.0","score":5,"inspector_url":"https://inspector.pypi.io/project/pkg/1.0/p/one.tar.gz/x/setup.py","rules_matched":["a"],"commit":"abc"}"#
-        );
-        let clean = PackageReport { distributions: vec![dist("https://h/a.whl", vec![])], ..package };
-        assert_eq!(
-            serde_json::to_string(&clean.outcome()).unwrap(),
-            r#"{"name":"pkg","version":"1.0","score":0,"inspector_url":null,"rules_matched":[],"commit":"abc"}"#
-        );
-    }
-
-    #[test]
-    fn failure_body_is_exact_and_partial_scans_are_failures() {
+    fn problems_are_typed_and_read_as_one_line_each() {
         let mut broken = dist("https://h/a.whl", vec![file("x.py", vec![m("a", 5)])]);
-        broken.file_errors.push(FileError { path: "big.py".into(), message: "scan timed out".into() });
-        let package = PackageReport {
-            name: "pkg".into(),
-            version: "1.0".into(),
-            commit: "abc".into(),
-            distributions: vec![
-                DistributionReport::failed("https://h/a.tar.gz", "download failed: 404"),
-                broken,
-            ],
-        };
+        broken
+            .file_errors
+            .push(UnscannedFile { path: "big.py".into(), error: FileError::Timeout { seconds: 10 } });
+        let corrupt = dragonfly_flatten::Error::UnsupportedFormat { seen: "PNG image".into() };
+        let package = release(vec![DistributionReport::failed("https://h/a.tar.gz", corrupt), broken]);
+        assert!(!package.is_complete());
+        let lines: Vec<String> = package.problems().map(|p| p.to_string()).collect();
         assert_eq!(
-            serde_json::to_string(&package.outcome()).unwrap(),
-            r#"{"name":"pkg","version":"1.0","reason":"https://h/a.tar.gz: download failed: 404; https://h/a.whl: `big.py`: scan timed out"}"#
+            lines,
+            [
+                "https://h/a.tar.gz: unsupported format: PNG image",
+                "https://h/a.whl: `big.py`: scan timed out after 10 s"
+            ]
         );
-        let empty = PackageReport { distributions: vec![], ..package };
-        assert!(matches!(empty.outcome(), Outcome::Failure(f) if f.reason.contains("no distributions")));
+        assert!(matches!(
+            package.problems().next(),
+            Some(Problem::Distribution { error: DistributionError::Archive(_), .. })
+        ));
+        assert!(release(vec![dist("https://h/a.whl", vec![])]).is_complete());
     }
 
     #[test]
     fn ties_pick_the_first_distribution_and_file() {
-        let package = PackageReport {
-            name: "p".into(),
-            version: "1".into(),
-            commit: "c".into(),
-            distributions: vec![
-                dist(
-                    "https://h/first.tar.gz",
-                    vec![file("a.py", vec![m("a", 3)]), file("b.py", vec![m("a", 3)])],
-                ),
-                dist("https://h/second.whl", vec![file("c.py", vec![m("a", 3)])]),
-            ],
-        };
+        let package = release(vec![
+            dist(
+                "https://h/first.tar.gz",
+                vec![file("a.py", vec![m("a", 3)]), file("b.py", vec![m("a", 3)])],
+            ),
+            dist("https://h/second.whl", vec![file("c.py", vec![m("a", 3)])]),
+        ]);
         let (d, f) = package.most_malicious_file().unwrap();
         assert_eq!((d.source.as_str(), f.path.as_str()), ("https://h/first.tar.gz", "a.py"));
     }

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use yara_x::MetaValue;
-
-use crate::groups::Groups;
+use crate::cache::{self, CacheError};
+use crate::compile::{compile_groups, compile_namespaces};
+use crate::metadata::{RuleInfo, read_metadata};
+use crate::plan::{GroupId, GroupTable, Plan};
 
 /// The rule files that ship inside the binary, as `(file name, source)`.
 const BUNDLED: &[(&str, &str)] = &[
@@ -20,33 +21,6 @@ const BUNDLED: &[(&str, &str)] = &[
 
 /// The hash reported for the bundled rules.
 pub const BUNDLED_HASH: &str = concat!("bundled-", env!("CARGO_PKG_VERSION"));
-
-/// What the scorer knows about one compiled rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleInfo {
-    /// The rule's namespace: the name of the source it came from.
-    pub namespace: String,
-    /// The rule's identifier, as reported in `rules_matched`.
-    pub name: String,
-    /// Contribution to a score (`weight` metadata; 0 when absent).
-    pub weight: i64,
-    /// File-name suffixes the rule applies to (`filetype` metadata); `None`
-    /// means every file.
-    pub filetypes: Option<Vec<String>>,
-    /// A private rule is never reported: it only serves other rules'
-    /// conditions, so it alone never makes a file worth scanning.
-    pub private: bool,
-}
-
-impl RuleInfo {
-    /// Whether a match of this rule counts for a file at `path`.
-    pub fn applies_to(&self, path: &str) -> bool {
-        match &self.filetypes {
-            None => true,
-            Some(suffixes) => suffixes.iter().any(|s| path.ends_with(s.as_str())),
-        }
-    }
-}
 
 /// Occurs when a rule set cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -82,12 +56,9 @@ pub enum CompileError {
         /// The underlying error.
         err: std::io::Error,
     },
-    /// Compiled rules could not be serialized or deserialized.
-    #[error("compiled rules: {message}")]
-    Serialization {
-        /// What went wrong.
-        message: String,
-    },
+    /// Compiled rules from the cache could not be read back.
+    #[error("cached rules: {0}")]
+    Cache(#[from] CacheError),
     /// No rule sources were given or found.
     #[error("no rules found{}", path.as_ref().map(|p| format!(" in `{}` (expected *.yar or *.yara files)", p.display())).unwrap_or_default())]
     Empty {
@@ -101,9 +72,11 @@ pub enum CompileError {
 /// Compile once per rule-set hash and share it (`Arc<RuleSet>`) between all
 /// threads: it is `Send + Sync` and read-only.
 pub struct RuleSet {
-    yara: yara_x::Rules,
-    /// Subsets of `yara` by file type; see [`Groups`].
-    pub(crate) groups: Groups,
+    /// The whole set at `GroupId::WHOLE_SET`, then the groups by file type
+    /// (see `plan.rs`).
+    compiled: Vec<yara_x::Rules>,
+    /// Which group each file type is scanned with.
+    table: GroupTable,
     hash: String,
     info: Vec<RuleInfo>,
     /// namespace -> rule name -> position in `info`.
@@ -139,8 +112,10 @@ impl RuleSet {
             return Err(CompileError::Empty { path: None });
         }
         let (yara, warnings) = compile_namespaces(&sources)?;
-        let mut rules = Self::from_compiled(hash.into(), yara, warnings)?;
-        rules.groups = Groups::build(&sources, &rules.info);
+        let mut rules = Self::from_compiled(hash.into(), vec![yara], GroupTable::none(), warnings)?;
+        let (groups, table) = compile_groups(&sources, &rules.info, &Plan::new(&rules.info));
+        rules.compiled.extend(groups);
+        rules.table = table;
         Ok(rules)
     }
 
@@ -178,15 +153,17 @@ impl RuleSet {
         BUNDLED.iter().copied()
     }
 
+    /// `compiled` holds the whole set first.
     fn from_compiled(
         hash: String,
-        yara: yara_x::Rules,
+        compiled: Vec<yara_x::Rules>,
+        table: GroupTable,
         warnings: Vec<String>,
     ) -> Result<RuleSet, CompileError> {
         let mut warnings = warnings;
         let mut info = Vec::new();
         let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
-        for rule in yara.iter() {
+        for rule in compiled[GroupId::WHOLE_SET.0].iter() {
             let rule_info = read_metadata(&rule, &mut warnings)?;
             index.entry(rule_info.namespace.clone()).or_default().insert(rule_info.name.clone(), info.len());
             info.push(rule_info);
@@ -195,53 +172,51 @@ impl RuleSet {
             log::warn!("rules {hash}: {warning}");
         }
         let any_rule_for_all_files = info.iter().any(|r| !r.private && r.filetypes.is_none());
-        Ok(RuleSet { yara, groups: Groups::none(), hash, info, index, warnings, any_rule_for_all_files })
+        Ok(RuleSet { compiled, table, hash, info, index, warnings, any_rule_for_all_files })
     }
 
     /// The compiled rules (and their groups by file type) as bytes, for a
     /// cache keyed by hash. Only this build of the engine can read them back
     /// ([`RuleSet::deserialize`]).
-    pub fn serialize(&self) -> Result<Vec<u8>, CompileError> {
-        let blob = |rules: &yara_x::Rules| {
-            rules.serialize().map_err(|e| CompileError::Serialization { message: e.to_string() })
-        };
-        let mut blobs = vec![blob(&self.yara)?];
-        for group in &self.groups.compiled {
-            blobs.push(blob(group)?);
-        }
-        Ok(crate::groups::encode(&blobs, &self.groups))
+    pub fn serialize(&self) -> Result<Vec<u8>, CacheError> {
+        let blobs = self
+            .compiled
+            .iter()
+            .map(|rules| rules.serialize().map_err(|e| CacheError::Rules(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(cache::encode(&blobs, &self.table))
     }
 
     /// Reads rules written by [`RuleSet::serialize`], skipping compilation.
     pub fn deserialize(hash: impl Into<String>, bytes: &[u8]) -> Result<RuleSet, CompileError> {
-        let bad = |message: String| CompileError::Serialization { message };
-        let (blobs, mut groups) = crate::groups::decode(bytes).map_err(bad)?;
-        let mut compiled = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            compiled.push(yara_x::Rules::deserialize(blob).map_err(|e| bad(e.to_string()))?);
-        }
-        let yara = compiled.remove(0);
-        groups.compiled = compiled;
-        let mut rules = Self::from_compiled(hash.into(), yara, Vec::new())?;
-        rules.groups = groups;
-        Ok(rules)
+        let (blobs, table) = cache::decode(bytes)?;
+        let compiled = blobs
+            .into_iter()
+            .map(|blob| yara_x::Rules::deserialize(blob).map_err(|e| CacheError::Rules(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_compiled(hash.into(), compiled, table, Vec::new())
     }
 
     /// How many rule groups by file type were compiled besides the whole
     /// set: each file is scanned only with the rules of its group.
     pub fn group_count(&self) -> usize {
-        self.groups.compiled.len()
+        self.compiled.len() - 1
     }
 
-    /// The compiled rules a file at `path` is scanned with: the group of
-    /// its file type, or the whole set. `None` stands for the whole set.
-    pub(crate) fn group_for(&self, path: &str) -> Option<usize> {
-        self.groups.group_for(path)
+    /// The group a file at `path` is scanned with.
+    pub(crate) fn group_for(&self, path: &str) -> GroupId {
+        self.table.group_for(path)
     }
 
-    /// The compiled rules of a group (`None`: the whole set).
-    pub(crate) fn group_rules(&self, group: Option<usize>) -> &yara_x::Rules {
-        group.and_then(|g| self.groups.compiled.get(g)).unwrap_or(&self.yara)
+    /// The compiled rules of a group.
+    pub(crate) fn group_rules(&self, group: GroupId) -> &yara_x::Rules {
+        // Group ids come from this set's own table, checked when decoded.
+        &self.compiled[group.0]
+    }
+
+    #[cfg(test)]
+    pub(crate) fn table(&self) -> &GroupTable {
+        &self.table
     }
 
     /// The identifier of this rule set (the rule repository's commit).
@@ -265,96 +240,14 @@ impl RuleSet {
         self.any_rule_for_all_files || self.info.iter().any(|r| !r.private && r.applies_to(path))
     }
 
-    /// The compiled yara-x rules.
+    /// The whole rule set, compiled.
     pub fn yara(&self) -> &yara_x::Rules {
-        &self.yara
+        &self.compiled[GroupId::WHOLE_SET.0]
     }
 
     pub(crate) fn lookup(&self, namespace: &str, name: &str) -> Option<&RuleInfo> {
         self.index.get(namespace)?.get(name).map(|&i| &self.info[i])
     }
-}
-
-/// Compiles one namespace per `(name, source)`; returns the rules and the
-/// compiler's warnings.
-pub(crate) fn compile_namespaces(
-    sources: &[(String, String)],
-) -> Result<(yara_x::Rules, Vec<String>), CompileError> {
-    let mut compiler = yara_x::Compiler::new();
-    for (name, source) in sources {
-        compiler.new_namespace(name);
-        let code = yara_x::SourceCode::from(source.as_str()).with_origin(name);
-        compiler.add_source(code).map_err(|err| syntax_error(name, &err))?;
-    }
-    let warnings = compiler.warnings().iter().map(|w| w.to_string()).collect();
-    Ok((compiler.build(), warnings))
-}
-
-fn syntax_error(source_name: &str, err: &yara_x::errors::CompileError) -> CompileError {
-    let line = err
-        .labels()
-        .next()
-        .and_then(|label| serde_json::to_value(&label).ok())
-        .and_then(|value| value.get("line").and_then(|l| l.as_u64()))
-        .map(|l| l as usize);
-    CompileError::Syntax {
-        source_name: source_name.to_owned(),
-        line,
-        message: err.title().to_owned(),
-        report: err.to_string(),
-    }
-}
-
-fn read_metadata(rule: &yara_x::Rule, warnings: &mut Vec<String>) -> Result<RuleInfo, CompileError> {
-    let namespace = rule.namespace().to_owned();
-    let name = rule.identifier().to_owned();
-    let bad = |message: String| CompileError::Metadata {
-        source_name: namespace.clone(),
-        rule: name.clone(),
-        message,
-    };
-    let mut weight = None;
-    let mut filetypes = None;
-    for (key, value) in rule.metadata() {
-        match key {
-            "weight" => {
-                if weight.is_some() {
-                    warnings.push(format!(
-                        "rule `{name}` in `{namespace}`: `weight` given twice, the last one counts"
-                    ));
-                }
-                weight = Some(match value {
-                    MetaValue::Integer(n) => n,
-                    MetaValue::String(s) => {
-                        let n = s.trim().parse::<i64>().map_err(|_| {
-                            bad(format!("`weight` must be an integer, found the string {s:?}"))
-                        })?;
-                        warnings.push(format!(
-                            "rule `{name}` in `{namespace}`: `weight` is the string {s:?}, read as {n}"
-                        ));
-                        n
-                    }
-                    other => return Err(bad(format!("`weight` must be an integer, found {other:?}"))),
-                });
-            }
-            "filetype" => {
-                let MetaValue::String(s) = value else {
-                    return Err(bad(format!("`filetype` must be a string of suffixes, found {value:?}")));
-                };
-                let suffixes: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
-                if suffixes.is_empty() {
-                    warnings.push(format!(
-                        "rule `{name}` in `{namespace}`: empty `filetype`, the rule applies to every file"
-                    ));
-                    filetypes = None;
-                } else {
-                    filetypes = Some(suffixes);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(RuleInfo { namespace, name, weight: weight.unwrap_or(0), filetypes, private: rule.is_private() })
 }
 
 fn collect_rule_files(
@@ -519,7 +412,10 @@ mod tests {
         let back = RuleSet::deserialize("h2", &bytes).unwrap();
         assert_eq!(back.rules(), rules.rules());
         assert_eq!(back.hash(), "h2");
-        assert!(matches!(RuleSet::deserialize("x", b"garbage"), Err(CompileError::Serialization { .. })));
+        assert!(matches!(
+            RuleSet::deserialize("x", b"garbage"),
+            Err(CompileError::Cache(CacheError::Version))
+        ));
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dragonfly_flatten::{File, Format, Limits, ZipFiles};
+use dragonfly_flatten::{File, Format, LimitKind, Limits, ZipFiles};
 use rayon::prelude::*;
 
-use crate::report::{DistributionReport, FileError, FileReport, PackageReport, RuleMatch};
+use crate::plan::GroupId;
+use crate::report::{DistributionError, DistributionReport, FileError, FileReport, RuleMatch, UnscannedFile};
 use crate::rules::RuleSet;
 
 /// Default per-file scan timeout.
@@ -75,17 +76,17 @@ impl Engine {
         if large_zip {
             return match dragonfly_flatten::zip_files(bytes, &self.limits, &keep) {
                 Ok(zip) => self.scan_zip(source, &zip),
-                Err(err) => DistributionReport::failed(source, err.to_string()),
+                Err(err) => DistributionReport::failed(source, err),
             };
         }
         match dragonfly_flatten::flatten_filtered(bytes, &self.limits, &keep) {
             Ok(flat) => {
                 let mut report = self.scan_files(source, flat.files);
-                report.format = Some(flat.format.to_string());
+                report.format = Some(flat.format);
                 report.files_skipped = flat.skipped.filtered;
                 report
             }
-            Err(err) => DistributionReport::failed(source, err.to_string()),
+            Err(err) => DistributionReport::failed(source, err),
         }
     }
 
@@ -103,12 +104,12 @@ impl Engine {
             .collect();
         let mut scanned = match scanned {
             Ok(scanned) => scanned,
-            Err(err) => return DistributionReport::failed(source, err.to_string()),
+            Err(err) => return DistributionReport::failed(source, err),
         };
         scanned.sort_by_key(|&(i, _, _)| i);
         let mut report = DistributionReport {
             source: source.to_owned(),
-            format: Some(Format::Zip.to_string()),
+            format: Some(Format::Zip),
             files_scanned: scanned.len() as u64,
             files_skipped: zip.skipped().filtered,
             bytes_scanned: scanned.iter().map(|&(_, size, _)| size).sum(),
@@ -122,64 +123,14 @@ impl Engine {
     /// followed) as one distribution, applying the file and total limits.
     pub fn scan_directory(&self, dir: &Path) -> DistributionReport {
         let source = dir.display().to_string();
-        let mut files = Vec::new();
-        let mut skipped = 0;
-        let mut total = 0u64;
-        if let Err(message) = self.read_directory(dir, dir, &mut files, &mut skipped, &mut total) {
-            return DistributionReport::failed(source, message);
+        let mut walk = DirectoryWalk { engine: self, root: dir, files: Vec::new(), skipped: 0, total: 0 };
+        if let Err(error) = walk.read(dir) {
+            return DistributionReport::failed(source, error);
         }
+        let (files, skipped) = (walk.files, walk.skipped);
         let mut report = self.scan_files(&source, files);
         report.files_skipped = skipped;
         report
-    }
-
-    fn read_directory(
-        &self,
-        root: &Path,
-        dir: &Path,
-        files: &mut Vec<File>,
-        skipped: &mut u64,
-        total: &mut u64,
-    ) -> Result<(), String> {
-        let read_err = |p: &Path, e: std::io::Error| format!("can not read `{}`: {e}", p.display());
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| read_err(dir, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| read_err(dir, e))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = entry.path();
-            let file_type = entry.file_type().map_err(|e| read_err(&path, e))?;
-            if file_type.is_dir() {
-                self.read_directory(root, &path, files, skipped, total)?;
-                continue;
-            }
-            if !file_type.is_file() {
-                continue;
-            }
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-            if !self.rules.applies_to(&relative) {
-                *skipped += 1;
-                continue;
-            }
-            let size = entry.metadata().map_err(|e| read_err(&path, e))?.len();
-            if size > self.limits.max_file_bytes {
-                return Err(format!(
-                    "`{relative}` is {size} bytes, over the per-file limit of {} bytes",
-                    self.limits.max_file_bytes
-                ));
-            }
-            *total += size;
-            if *total > self.limits.max_total_bytes {
-                return Err(format!(
-                    "directory is over the total size limit of {} bytes at `{relative}`",
-                    self.limits.max_total_bytes
-                ));
-            }
-            let data = std::fs::read(&path).map_err(|e| read_err(&path, e))?;
-            files.push(File { path: relative, data });
-        }
-        Ok(())
     }
 
     /// Scans already-flattened files as one distribution. Files to which no
@@ -211,27 +162,6 @@ impl Engine {
         report
     }
 
-    /// Scans a package: one `(source, archive bytes or error)` per
-    /// distribution, in order.
-    pub fn scan_package<I>(&self, name: &str, version: &str, distributions: I) -> PackageReport
-    where
-        I: IntoIterator<Item = (String, Result<Vec<u8>, String>)>,
-    {
-        let distributions = distributions
-            .into_iter()
-            .map(|(source, bytes)| match bytes {
-                Ok(bytes) => self.scan_archive(&source, &bytes),
-                Err(message) => DistributionReport::failed(source, message),
-            })
-            .collect();
-        PackageReport {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            commit: self.rules.hash().to_owned(),
-            distributions,
-        }
-    }
-
     fn scan_file(&self, file: &File) -> FileResult {
         let group = self.rules.group_for(&file.path);
         with_scanner(&self.rules, self.timeout, group, |scanner, rules| match scanner.scan(&file.data) {
@@ -257,11 +187,14 @@ impl Engine {
                     })
                 }
             }
-            Err(yara_x::errors::ScanError::Timeout) => FileResult::Failed(FileError {
+            Err(yara_x::errors::ScanError::Timeout) => FileResult::Failed(UnscannedFile {
                 path: file.path.clone(),
-                message: format!("scan timed out after {} s", self.timeout.as_secs()),
+                error: FileError::Timeout { seconds: self.timeout.as_secs() },
             }),
-            Err(err) => FileResult::Failed(FileError { path: file.path.clone(), message: err.to_string() }),
+            Err(err) => FileResult::Failed(UnscannedFile {
+                path: file.path.clone(),
+                error: FileError::Scanner { message: err.to_string() },
+            }),
         })
     }
 }
@@ -269,7 +202,65 @@ impl Engine {
 enum FileResult {
     Clean,
     Matched(FileReport),
-    Failed(FileError),
+    Failed(UnscannedFile),
+}
+
+/// The state of [`Engine::scan_directory`] while it reads files.
+struct DirectoryWalk<'a> {
+    engine: &'a Engine,
+    root: &'a Path,
+    files: Vec<File>,
+    skipped: u64,
+    total: u64,
+}
+
+impl DirectoryWalk<'_> {
+    fn read(&mut self, dir: &Path) -> Result<(), DistributionError> {
+        let read_err = |path: &Path, e: std::io::Error| DistributionError::Read {
+            path: path.to_owned(),
+            source: Arc::new(e),
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| read_err(dir, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| read_err(dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        let limits = &self.engine.limits;
+        for entry in entries {
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(|e| read_err(&path, e))?;
+            if file_type.is_dir() {
+                self.read(&path)?;
+                continue;
+            }
+            if !file_type.is_file() {
+                continue;
+            }
+            let relative = path.strip_prefix(self.root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            if !self.engine.rules.applies_to(&relative) {
+                self.skipped += 1;
+                continue;
+            }
+            let size = entry.metadata().map_err(|e| read_err(&path, e))?.len();
+            let over = |kind, limit| {
+                DistributionError::Archive(dragonfly_flatten::Error::LimitExceeded {
+                    kind,
+                    limit,
+                    path: Some(relative.clone()),
+                })
+            };
+            if size > limits.max_file_bytes {
+                return Err(over(LimitKind::FileBytes, limits.max_file_bytes));
+            }
+            self.total += size;
+            if self.total > limits.max_total_bytes {
+                return Err(over(LimitKind::TotalBytes, limits.max_total_bytes));
+            }
+            let data = std::fs::read(&path).map_err(|e| read_err(&path, e))?;
+            self.files.push(File { path: relative, data });
+        }
+        Ok(())
+    }
 }
 
 impl DistributionReport {
@@ -303,7 +294,7 @@ self_cell::self_cell!(
 struct Scanners {
     rules: Arc<RuleSet>,
     timeout: Duration,
-    /// Slot 0 is the whole set, slot `g + 1` group `g`.
+    /// Indexed by [`GroupId`].
     slots: Vec<Option<OwnedScanner>>,
 }
 
@@ -315,13 +306,12 @@ thread_local! {
     static CREATED_HERE: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Runs `f` with this thread's scanner for `group` of `rules` (`None`: the
-/// whole set), creating it on first use. `f` must not scan again (no
-/// reentrancy).
+/// Runs `f` with this thread's scanner for `group` of `rules`, creating it
+/// on first use. `f` must not scan again (no reentrancy).
 fn with_scanner<R>(
     rules: &Arc<RuleSet>,
     timeout: Duration,
-    group: Option<usize>,
+    group: GroupId,
     f: impl FnOnce(&mut yara_x::Scanner<'_>, &RuleSet) -> R,
 ) -> R {
     SCANNERS.with(|cell| {
@@ -334,8 +324,7 @@ fn with_scanner<R>(
             *current = Some(Scanners { rules: Arc::clone(rules), timeout, slots });
         }
         let scanners = current.as_mut().expect("set above");
-        let slot = group.map_or(0, |g| g + 1);
-        let scanner = scanners.slots[slot].get_or_insert_with(|| {
+        let scanner = scanners.slots[group.0].get_or_insert_with(|| {
             SCANNERS_CREATED.fetch_add(1, Ordering::Relaxed);
             CREATED_HERE.with(|n| n.set(n.get() + 1));
             OwnedScanner::new(Arc::clone(rules), |rules| {
@@ -350,11 +339,44 @@ fn with_scanner<R>(
 
 /// How many yara-x scanners this process has created: at most one per
 /// scanning thread, rule set and rule group when reuse works.
-pub fn scanners_created() -> usize {
+#[cfg(test)]
+fn scanners_created() -> usize {
     SCANNERS_CREATED.load(Ordering::Relaxed)
 }
 
 /// How many yara-x scanners the calling thread has created.
-pub fn scanners_created_on_this_thread() -> usize {
+#[cfg(test)]
+fn scanners_created_on_this_thread() -> usize {
     CREATED_HERE.with(Cell::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanners_are_reused_per_thread() {
+        let source = r#"
+            rule py { meta: filetype = ".py" strings: $a = "exec(" condition: $a }
+            rule txt { meta: filetype = ".txt" strings: $a = "http" condition: $a }
+            rule elf { strings: $a = { 7F 45 4C 46 } condition: $a at 0 }
+        "#;
+        let engine = Engine::new(Arc::new(RuleSet::compile("t", [("a.yar", source)]).unwrap()));
+        let files = || {
+            ["a.py", "b.txt", "c.so", "d.py"]
+                .map(|path| File { path: path.into(), data: b"exec(http".to_vec() })
+                .to_vec()
+        };
+        // Small inputs are scanned on the calling thread: after the first
+        // scan, its scanners (one per group: .py, .txt, the rest) are reused.
+        let start = scanners_created_on_this_thread();
+        engine.scan_files("d", files());
+        let before = scanners_created_on_this_thread();
+        assert_eq!(before - start, 3, "one scanner per group used");
+        for _ in 0..20 {
+            engine.scan_files("d", files());
+        }
+        assert_eq!(scanners_created_on_this_thread(), before, "a scanner per scan");
+        assert!(scanners_created() >= 3);
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use crate::Format;
 
 /// Why an archive could not be flattened.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Occurs when the bytes are not one of the supported archive formats.

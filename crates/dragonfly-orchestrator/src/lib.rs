@@ -1,26 +1,32 @@
 //! The Dragonfly node's orchestrator: the only part of the system that owns
-//! threads.
+//! the work's threads.
 //!
 //! ```text
-//!  control server ──lease──▶ loader ──▶ downloaders ──▶ workers (rayon pool) ──▶ sender ──PUT──▶ control server
+//!  control server ──lease──▶ loader ──▶ downloaders ──▶ scanning (rayon pool) ──▶ sender ──PUT──▶ control server
 //!                              │  rules refresh (fetch + compile once per hash, swapped atomically)
 //! ```
 //!
-//! - The **loader** leases `bulk_size` jobs at a time, only while the node
-//!   holds fewer jobs than it can finish within half the server's lease
-//!   (estimated from the time jobs take), and not while results cannot be
-//!   delivered. When a job names a rule hash other than the current one, the
-//!   loader fetches and compiles the new rules before handing the job on;
-//!   if that fails, scanning goes on with the old rules.
-//! - **Downloaders** fetch distributions into memory, within a byte budget,
-//!   so downloads overlap scanning.
-//! - **Workers** scan one distribution at a time on a rayon pool (large
-//!   distributions file-parallel); every distribution of a job uses the
-//!   rules current when the job's first distribution was scanned, and the
-//!   result reports that hash. A panic becomes a failure result.
-//! - The **sender** reports results in order of completion, retrying
-//!   transient errors with backoff for as long as the node runs; 404/409
-//!   are logged and dropped.
+//! One module per stage, each owning only its channel ends and the handles
+//! it needs; [`Node::run`] wires them on scoped threads:
+//!
+//! - The **loader** (`loader.rs`) leases jobs while the node holds fewer
+//!   than it can finish within half the server's lease (estimated from the
+//!   time jobs take, `capacity.rs`), and not while results cannot be
+//!   delivered. When a job names a rule hash other than the current one, it
+//!   fetches and compiles the new rules (`rules.rs`) before handing the job
+//!   on; if that fails, scanning goes on with the old rules.
+//! - **Downloaders** (`download.rs`) fetch distributions into memory within
+//!   a byte budget, so downloads overlap scanning.
+//! - The **scanning** stage (`scanning.rs`) runs one distribution per pool
+//!   thread at a time (large ones file-parallel); every distribution of a
+//!   job uses the rules current when its first distribution was scanned,
+//!   and the result reports that hash. A panic becomes a failure.
+//! - The **sender** (`sender.rs`) reports results in order of completion,
+//!   retrying transient errors with backoff for as long as the node runs;
+//!   404/409 are logged and dropped.
+//!
+//! A finished job becomes a wire result in one place, [`job_result`]; a
+//! failure's cause is a [`FailureReason`], counted by [`FailureKind`].
 //!
 //! # Example
 //!
@@ -40,11 +46,28 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod capacity;
+mod download;
+mod failure;
+mod job;
+mod loader;
 mod node;
+mod result;
 mod rules;
+mod scanning;
+mod sender;
+mod settings;
 mod shutdown;
 mod stats;
+mod sync;
 
-pub use node::{Node, NodeError, NodeSettings, RunSummary};
+pub use failure::{DownloadError, FailureKind, FailureReason, Problem, Stage};
+pub use node::{Node, RunSummary};
+pub use result::job_result;
+pub use settings::{
+    DEFAULT_BULK_SIZE, DEFAULT_DOWNLOAD_RETRIES, DEFAULT_GRACE_PERIOD, DEFAULT_LEASE_TIMEOUT,
+    DEFAULT_LOAD_DURATION, DEFAULT_MAX_SCAN_SIZE, DEFAULT_SUMMARY_INTERVAL, NodeError, NodeSettings,
+    default_threads,
+};
 pub use shutdown::Shutdown;
-pub use stats::{SCAN_SECONDS_BUCKETS, Stats};
+pub use stats::{SCAN_SECONDS_BUCKETS, Stats, StatsSnapshot};

@@ -5,33 +5,50 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use dragonfly_api::Client;
-use dragonfly_engine::{Engine, Limits, RuleSet};
+use dragonfly_api::{Backoff, Client};
+use dragonfly_engine::{CompileError, Engine, Limits, RuleSet};
 
 use crate::stats::Stats;
 
-/// First wait after a failed rule fetch or compile; doubles up to
-/// [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_secs(5);
-const MAX_RETRY: Duration = Duration::from_secs(600);
+/// Waits after failed rule fetches or compiles: 5 s, doubling up to 10 min.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
+
+/// Why rules could not be loaded.
+#[derive(Debug, thiserror::Error)]
+enum RulesError {
+    #[error("can not fetch rules: {0}")]
+    Fetch(#[from] dragonfly_api::Error),
+    #[error("can not compile rules {hash}: {error}")]
+    Compile { hash: String, error: CompileError },
+}
+
+impl RulesError {
+    /// The hash whose rules did not compile (`None`: the fetch failed).
+    fn failed_hash(&self) -> Option<&str> {
+        match self {
+            RulesError::Fetch(_) => None,
+            RulesError::Compile { hash, .. } => Some(hash),
+        }
+    }
+}
 
 /// Holds the engine for the current rules. Readers clone the engine (an
 /// `Arc` inside) and keep scanning with it even after a swap.
-pub(crate) struct Rules {
+pub(crate) struct Rules<'p> {
     client: Client,
     limits: Limits,
     timeout: Duration,
     cache_dir: Option<PathBuf>,
     stats: Arc<Stats>,
     /// The scanning pool; rule groups are compiled on it.
-    pool: Arc<rayon::ThreadPool>,
+    pool: &'p rayon::ThreadPool,
     current: RwLock<Option<Engine>>,
     /// Serialises refreshes so that a rule set is fetched and compiled once.
-    refresh: Mutex<Backoff>,
+    refresh: Mutex<RetryState>,
 }
 
 #[derive(Default)]
-struct Backoff {
+struct RetryState {
     failures: u32,
     next_try: Option<Instant>,
     /// The hash whose rules failed to compile (`None`: the fetch failed).
@@ -39,14 +56,14 @@ struct Backoff {
     failed_hash: Option<String>,
 }
 
-impl Rules {
+impl<'p> Rules<'p> {
     pub(crate) fn new(
         client: Client,
         limits: Limits,
         timeout: Duration,
         cache_dir: Option<PathBuf>,
         stats: Arc<Stats>,
-        pool: Arc<rayon::ThreadPool>,
+        pool: &'p rayon::ThreadPool,
     ) -> Self {
         Rules {
             client,
@@ -56,7 +73,7 @@ impl Rules {
             stats,
             pool,
             current: RwLock::new(None),
-            refresh: Mutex::new(Backoff::default()),
+            refresh: Mutex::new(RetryState::default()),
         }
     }
 
@@ -97,19 +114,18 @@ impl Rules {
             Ok(engine) => {
                 let hash = engine.rules().hash().to_owned();
                 let previous = self.current_hash();
-                *backoff = Backoff::default();
+                *backoff = RetryState::default();
                 if previous.as_deref() == Some(hash.as_str()) {
                     // The server still serves the rules in use: ask again
                     // for this job's hash only after a pause.
                     if let Some(w) = wanted.filter(|w| *w != hash) {
                         log::warn!("a job asked for rules {w}, the server serves {hash}");
-                        backoff.next_try = Some(Instant::now() + FIRST_RETRY);
+                        backoff.next_try = Some(Instant::now() + RETRY.base);
                         backoff.failed_hash = Some(w.to_owned());
                     }
                     return true;
                 }
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
-                *self.stats.rule_hash.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash.clone());
                 match previous {
                     Some(old) => log::info!("rules updated from {old} to {hash}"),
                     None => log::info!("rules {hash} loaded"),
@@ -118,46 +134,42 @@ impl Rules {
                     log::warn!("a job asked for rules {w}, the server serves {hash}");
                 }
             }
-            Err((message, failed_hash)) => {
-                Stats::add(&self.stats.rule_failures, 1);
-                let wait = FIRST_RETRY.saturating_mul(1 << backoff.failures.min(10)).min(MAX_RETRY);
+            Err(err) => {
+                self.stats.rules_failed();
                 backoff.failures += 1;
+                let wait = RETRY.delay(backoff.failures);
                 backoff.next_try = Some(Instant::now() + wait);
-                backoff.failed_hash = failed_hash;
+                backoff.failed_hash = err.failed_hash().map(str::to_owned);
                 match self.current_hash() {
                     Some(old) => {
-                        log::error!("{message}; still scanning with rules {old}, next try in {wait:?}")
+                        log::error!("{err}; still scanning with rules {old}, next try in {wait:?}")
                     }
-                    None => log::error!("{message}; next try in {wait:?}"),
+                    None => log::error!("{err}; next try in {wait:?}"),
                 }
             }
         }
         self.current().is_some()
     }
 
-    /// The engine for the rules the server serves now; on failure, the
-    /// message and, when compilation failed, the hash that did not compile.
-    fn fetch_and_compile(&self) -> Result<Engine, (String, Option<String>)> {
-        let set = self.client.rules().map_err(|e| (format!("can not fetch rules: {e}"), None))?;
-        if self.current_hash().as_deref() == Some(set.hash.as_str()) {
-            return self.current().ok_or_else(|| ("rules vanished".to_owned(), None));
+    /// The engine for the rules the server serves now.
+    fn fetch_and_compile(&self) -> Result<Engine, RulesError> {
+        let set = self.client.rules()?;
+        if let Some(current) = self.current().filter(|e| e.rules().hash() == set.hash) {
+            return Ok(current);
         }
         let started = Instant::now();
-        let rules = self.load_cached(&set.hash).map_or_else(
-            || {
-                let compiled =
-                    self.pool.install(|| RuleSet::compile(set.hash.clone(), &set.rules)).map_err(|e| {
-                        (format!("can not compile rules {}: {e}", set.hash), Some(set.hash.clone()))
-                    })?;
+        let rules = match self.load_cached(&set.hash) {
+            Some(rules) => rules,
+            None => {
+                let compiled = self
+                    .pool
+                    .install(|| RuleSet::compile(set.hash.clone(), &set.rules))
+                    .map_err(|error| RulesError::Compile { hash: set.hash.clone(), error })?;
                 self.store_cached(&compiled);
-                Ok::<_, (String, Option<String>)>(compiled)
-            },
-            Ok,
-        )?;
-        Stats::add(&self.stats.rule_loads, 1);
-        self.stats
-            .rule_compile_micros
-            .store(started.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+                compiled
+            }
+        };
+        self.stats.rules_loaded(&set.hash, started.elapsed());
         log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
         Ok(Engine::new(Arc::new(rules)).with_limits(self.limits.clone()).with_timeout(self.timeout))
     }
@@ -187,15 +199,19 @@ impl Rules {
 
     fn store_cached(&self, rules: &RuleSet) {
         let Some(path) = self.cache_path(rules.hash()) else { return };
-        let result = rules.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+        let bytes = match rules.serialize() {
+            Ok(bytes) => bytes,
+            Err(err) => return log::warn!("can not cache rules {}: {err}", rules.hash()),
+        };
+        let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(dir)?;
             }
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
-        });
-        if let Err(err) = result {
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(err) = write() {
             log::warn!("can not cache rules in {}: {err}", path.display());
         }
     }

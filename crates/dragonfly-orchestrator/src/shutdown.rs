@@ -34,6 +34,17 @@ impl Shutdown {
         *self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether shutdown started more than `grace` ago.
+    pub fn is_past(&self, grace: Duration) -> bool {
+        self.time_left(grace).is_some_and(|left| left.is_zero())
+    }
+
+    /// Once shutdown has started: how much of `grace` is left.
+    pub fn time_left(&self, grace: Duration) -> Option<Duration> {
+        let at = self.triggered_at()?;
+        Some((at + grace).saturating_duration_since(Instant::now()))
+    }
+
     /// Sleeps for `duration` or until shutdown starts; returns true if
     /// shutdown has started.
     pub fn sleep(&self, duration: Duration) -> bool {
@@ -66,5 +77,8 @@ mod tests {
         shutdown.trigger();
         assert!(sleeper.join().unwrap());
         assert!(shutdown.is_triggered());
+        assert!(shutdown.is_past(Duration::ZERO));
+        assert!(!shutdown.is_past(Duration::from_secs(600)));
+        assert!(Shutdown::new().time_left(Duration::ZERO).is_none());
     }
 }

@@ -1,62 +1,119 @@
-//! Counters the node keeps while it runs, for the periodic summary and for
-//! metrics.
+//! Counters the node keeps while it runs: each stage records events, the
+//! summary line and the metrics read a [`StatsSnapshot`].
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use dragonfly_engine::DistributionReport;
+
+use crate::failure::FailureKind;
+
 /// Upper bounds (seconds) of the scan-time histogram buckets.
 pub const SCAN_SECONDS_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Live counters, shared by every thread of a node.
+/// Live counters, shared by every thread of a node. Stages record events
+/// with its methods; readers take a [`StatsSnapshot`].
 #[derive(Debug)]
 pub struct Stats {
     started: Instant,
+    jobs_leased: AtomicU64,
+    jobs_succeeded: AtomicU64,
+    /// Indexed like [`FailureKind::ALL`].
+    jobs_failed: [AtomicU64; FailureKind::ALL.len()],
+    results_delivered: AtomicU64,
+    results_dropped: AtomicU64,
+    results_retried: AtomicU64,
+    results_pending: AtomicU64,
+    jobs_held: AtomicU64,
+    files_scanned: AtomicU64,
+    files_skipped: AtomicU64,
+    bytes_scanned: AtomicU64,
+    bytes_downloaded: AtomicU64,
+    scan_micros: AtomicU64,
+    /// Per bucket of [`SCAN_SECONDS_BUCKETS`], then one more for larger
+    /// values; not cumulative.
+    scan_buckets: [AtomicU64; SCAN_SECONDS_BUCKETS.len() + 1],
+    rule_loads: AtomicU64,
+    rule_failures: AtomicU64,
+    rule_compile_micros: AtomicU64,
+    rule_hash: Mutex<Option<String>>,
+}
+
+/// The counters at one moment, as plain numbers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsSnapshot {
+    /// Time since the node started.
+    pub uptime: Duration,
     /// Jobs leased from the server.
-    pub jobs_leased: AtomicU64,
+    pub jobs_leased: u64,
     /// Jobs scanned completely (success results produced).
-    pub jobs_succeeded: AtomicU64,
-    /// Jobs that produced a failure result.
-    pub jobs_failed: AtomicU64,
-    /// Jobs whose failure came from a download error.
-    pub failed_download: AtomicU64,
-    /// Jobs whose failure came from the archive (format, corruption, limits).
-    pub failed_archive: AtomicU64,
-    /// Jobs whose failure came from a scan timeout or scan error.
-    pub failed_scan: AtomicU64,
-    /// Jobs whose scan panicked.
-    pub failed_internal: AtomicU64,
-    /// Results delivered to the server.
-    pub results_delivered: AtomicU64,
+    pub jobs_succeeded: u64,
+    /// Jobs that produced a failure result, by cause (every kind, in
+    /// [`FailureKind::ALL`] order).
+    pub jobs_failed: Vec<(FailureKind, u64)>,
+    /// Results the server accepted.
+    pub results_delivered: u64,
     /// Results the server refused for good (404/409/invalid).
-    pub results_dropped: AtomicU64,
+    pub results_dropped: u64,
     /// Result submissions retried after a transient error.
-    pub results_retried: AtomicU64,
+    pub results_retried: u64,
     /// Results waiting to be delivered.
-    pub results_pending: AtomicU64,
-    /// Jobs held by the node: leased and not yet reported.
-    pub jobs_held: AtomicU64,
+    pub results_pending: u64,
+    /// Jobs held: leased and not yet reported.
+    pub jobs_held: u64,
     /// Files scanned.
-    pub files_scanned: AtomicU64,
+    pub files_scanned: u64,
     /// Files skipped because no rule applies to them.
-    pub files_skipped: AtomicU64,
+    pub files_skipped: u64,
     /// Bytes of file content scanned.
-    pub bytes_scanned: AtomicU64,
+    pub bytes_scanned: u64,
     /// Bytes of distributions downloaded.
-    pub bytes_downloaded: AtomicU64,
-    /// Sum of per-distribution scan time, microseconds.
-    pub scan_micros: AtomicU64,
-    /// Rule sets compiled (or loaded from the cache).
-    pub rule_loads: AtomicU64,
+    pub bytes_downloaded: u64,
+    /// Sum of per-distribution scan times.
+    pub scan_time: Duration,
+    /// Distributions scanned per bucket of [`SCAN_SECONDS_BUCKETS`], then
+    /// one more for larger values; not cumulative.
+    pub scan_buckets: Vec<u64>,
+    /// Rule sets compiled or loaded from the cache.
+    pub rule_loads: u64,
     /// Rule set fetches or compilations that failed.
-    pub rule_failures: AtomicU64,
-    /// Time spent compiling (or loading) the current rules, microseconds.
-    pub rule_compile_micros: AtomicU64,
+    pub rule_failures: u64,
+    /// Time spent compiling (or loading) the current rules.
+    pub rule_compile_time: Duration,
     /// Hash of the rules in use, once loaded.
-    pub rule_hash: Mutex<Option<String>>,
-    /// Distributions scanned, per scan-time bucket ([`SCAN_SECONDS_BUCKETS`],
-    /// then one more for larger values); not cumulative.
-    pub scan_seconds_buckets: [AtomicU64; SCAN_SECONDS_BUCKETS.len() + 1],
+    pub rule_hash: Option<String>,
+}
+
+impl StatsSnapshot {
+    /// Jobs reported as failures, of every cause.
+    pub fn jobs_failed_total(&self) -> u64 {
+        self.jobs_failed.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Jobs that failed for `kind`.
+    pub fn failed(&self, kind: FailureKind) -> u64 {
+        self.jobs_failed.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n)
+    }
+
+    /// One line for the log: jobs, files, bytes, throughput, queue depth.
+    pub fn summary(&self) -> String {
+        let secs = self.uptime.as_secs_f64().max(1e-3);
+        let mb = |n: u64| n as f64 / 1e6;
+        let (done, failed) = (self.jobs_succeeded, self.jobs_failed_total());
+        format!(
+            "jobs: {done} ok, {failed} failed, {} held, {} results pending; files: {} scanned, {} skipped; \
+             {:.1} MB downloaded, {:.1} MB scanned; {:.2} jobs/s, {:.1} MB/s scanned",
+            self.jobs_held,
+            self.results_pending,
+            self.files_scanned,
+            self.files_skipped,
+            mb(self.bytes_downloaded),
+            mb(self.bytes_scanned),
+            (done + failed) as f64 / secs,
+            mb(self.bytes_scanned) / secs,
+        )
+    }
 }
 
 impl Default for Stats {
@@ -66,11 +123,7 @@ impl Default for Stats {
             started: Instant::now(),
             jobs_leased: zero(),
             jobs_succeeded: zero(),
-            jobs_failed: zero(),
-            failed_download: zero(),
-            failed_archive: zero(),
-            failed_scan: zero(),
-            failed_internal: zero(),
+            jobs_failed: std::array::from_fn(|_| zero()),
             results_delivered: zero(),
             results_dropped: zero(),
             results_retried: zero(),
@@ -81,43 +134,40 @@ impl Default for Stats {
             bytes_scanned: zero(),
             bytes_downloaded: zero(),
             scan_micros: zero(),
+            scan_buckets: std::array::from_fn(|_| zero()),
             rule_loads: zero(),
             rule_failures: zero(),
             rule_compile_micros: zero(),
             rule_hash: Mutex::new(None),
-            scan_seconds_buckets: std::array::from_fn(|_| zero()),
         }
     }
 }
 
 impl Stats {
-    /// One line for the log: jobs, files, bytes, throughput, queue depth.
-    pub fn summary(&self) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let mb = |n: u64| n as f64 / 1e6;
-        let done = self.jobs_succeeded.load(Relaxed);
-        let failed = self.jobs_failed.load(Relaxed);
-        format!(
-            "jobs: {done} ok, {failed} failed, {} held, {} results pending; files: {} scanned, {} skipped; \
-             {:.1} MB downloaded, {:.1} MB scanned; {:.2} jobs/s, {:.1} MB/s scanned",
-            self.jobs_held.load(Relaxed),
-            self.results_pending.load(Relaxed),
-            self.files_scanned.load(Relaxed),
-            self.files_skipped.load(Relaxed),
-            mb(self.bytes_downloaded.load(Relaxed)),
-            mb(self.bytes_scanned.load(Relaxed)),
-            (done + failed) as f64 / secs,
-            mb(self.bytes_scanned.load(Relaxed)) / secs,
-        )
-    }
-
-    /// Records one distribution's scan time.
-    pub fn observe_scan(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let bucket =
-            SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());
-        self.scan_seconds_buckets[bucket].fetch_add(1, Relaxed);
-        self.scan_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |counter: &AtomicU64| counter.load(Relaxed);
+        StatsSnapshot {
+            uptime: self.started.elapsed(),
+            jobs_leased: get(&self.jobs_leased),
+            jobs_succeeded: get(&self.jobs_succeeded),
+            jobs_failed: FailureKind::ALL.iter().zip(&self.jobs_failed).map(|(k, n)| (*k, get(n))).collect(),
+            results_delivered: get(&self.results_delivered),
+            results_dropped: get(&self.results_dropped),
+            results_retried: get(&self.results_retried),
+            results_pending: get(&self.results_pending),
+            jobs_held: get(&self.jobs_held),
+            files_scanned: get(&self.files_scanned),
+            files_skipped: get(&self.files_skipped),
+            bytes_scanned: get(&self.bytes_scanned),
+            bytes_downloaded: get(&self.bytes_downloaded),
+            scan_time: Duration::from_micros(get(&self.scan_micros)),
+            scan_buckets: self.scan_buckets.iter().map(get).collect(),
+            rule_loads: get(&self.rule_loads),
+            rule_failures: get(&self.rule_failures),
+            rule_compile_time: Duration::from_micros(get(&self.rule_compile_micros)),
+            rule_hash: self.rule_hash(),
+        }
     }
 
     /// The hash of the rules in use.
@@ -125,17 +175,87 @@ impl Stats {
         self.rule_hash.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Seconds since the node started.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
+    /// Jobs leased from the server and now held.
+    pub fn jobs_leased(&self, n: u64) {
+        self.jobs_leased.fetch_add(n, Relaxed);
+        self.jobs_held.fetch_add(n, Relaxed);
     }
 
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    /// Leased jobs no stage took on (the node is stopping).
+    pub(crate) fn jobs_dropped(&self, n: u64) {
+        self.jobs_held.fetch_sub(n, Relaxed);
     }
 
-    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Relaxed);
+    /// Jobs held now.
+    pub(crate) fn jobs_held(&self) -> u64 {
+        self.jobs_held.load(Relaxed)
+    }
+
+    /// A job was scanned completely.
+    pub fn job_succeeded(&self) {
+        self.jobs_succeeded.fetch_add(1, Relaxed);
+    }
+
+    /// A job produced a failure result.
+    pub fn job_failed(&self, kind: FailureKind) {
+        let index = FailureKind::ALL.iter().position(|&k| k == kind).unwrap_or_default();
+        self.jobs_failed[index].fetch_add(1, Relaxed);
+    }
+
+    /// A result is waiting for the sender.
+    pub fn result_queued(&self) {
+        self.results_pending.fetch_add(1, Relaxed);
+    }
+
+    /// The server accepted a result: its job is no longer held.
+    pub fn result_delivered(&self) {
+        self.results_delivered.fetch_add(1, Relaxed);
+        self.result_done();
+    }
+
+    /// The server refused a result for good: its job is no longer held.
+    pub fn result_dropped(&self) {
+        self.results_dropped.fetch_add(1, Relaxed);
+        self.result_done();
+    }
+
+    fn result_done(&self) {
+        self.results_pending.fetch_sub(1, Relaxed);
+        self.jobs_held.fetch_sub(1, Relaxed);
+    }
+
+    /// A submission failed and will be retried.
+    pub fn result_retried(&self) {
+        self.results_retried.fetch_add(1, Relaxed);
+    }
+
+    /// Bytes of a distribution downloaded.
+    pub fn downloaded(&self, bytes: u64) {
+        self.bytes_downloaded.fetch_add(bytes, Relaxed);
+    }
+
+    /// A distribution was scanned in `elapsed`.
+    pub fn distribution_scanned(&self, report: &DistributionReport, elapsed: Duration) {
+        self.files_scanned.fetch_add(report.files_scanned, Relaxed);
+        self.files_skipped.fetch_add(report.files_skipped, Relaxed);
+        self.bytes_scanned.fetch_add(report.bytes_scanned, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let bucket =
+            SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());
+        self.scan_buckets[bucket].fetch_add(1, Relaxed);
+        self.scan_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    /// Rules with `hash` are in use, compiled or loaded in `elapsed`.
+    pub fn rules_loaded(&self, hash: &str, elapsed: Duration) {
+        self.rule_loads.fetch_add(1, Relaxed);
+        self.rule_compile_micros.store(elapsed.as_micros() as u64, Relaxed);
+        *self.rule_hash.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash.to_owned());
+    }
+
+    /// Fetching or compiling rules failed.
+    pub fn rules_failed(&self) {
+        self.rule_failures.fetch_add(1, Relaxed);
     }
 }
 
@@ -144,13 +264,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scan_times_land_in_their_buckets() {
+    fn events_show_in_the_snapshot() {
         let stats = Stats::default();
-        stats.observe_scan(Duration::from_millis(5));
-        stats.observe_scan(Duration::from_millis(50));
-        stats.observe_scan(Duration::from_secs(60));
-        let counts: Vec<u64> = stats.scan_seconds_buckets.iter().map(|b| b.load(Relaxed)).collect();
-        assert_eq!(counts, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        assert_eq!(stats.scan_micros.load(Relaxed), 60_055_000);
+        let report = DistributionReport {
+            files_scanned: 3,
+            files_skipped: 2,
+            bytes_scanned: 40,
+            ..Default::default()
+        };
+        stats.distribution_scanned(&report, Duration::from_millis(5));
+        stats.distribution_scanned(&report, Duration::from_millis(50));
+        stats.distribution_scanned(&report, Duration::from_secs(60));
+        stats.jobs_leased(3);
+        stats.job_failed(FailureKind::Archive);
+        stats.job_failed(FailureKind::Archive);
+        stats.job_succeeded();
+        for _ in 0..3 {
+            stats.result_queued();
+        }
+        stats.result_delivered();
+        stats.result_dropped();
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.scan_buckets, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(snapshot.scan_time, Duration::from_micros(60_055_000));
+        assert_eq!((snapshot.files_scanned, snapshot.files_skipped, snapshot.bytes_scanned), (9, 6, 120));
+        assert_eq!((snapshot.failed(FailureKind::Archive), snapshot.jobs_failed_total()), (2, 2));
+        assert_eq!(snapshot.jobs_failed.len(), FailureKind::ALL.len());
+        assert_eq!((snapshot.jobs_held, snapshot.results_pending), (1, 1));
+        assert_eq!((snapshot.results_delivered, snapshot.results_dropped), (1, 1));
+        assert!(snapshot.summary().starts_with("jobs: 1 ok, 2 failed, 1 held, 1 results pending"));
     }
 }

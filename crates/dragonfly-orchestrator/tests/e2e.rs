@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use dragonfly_api::{Auth, Client, ClientConfig, Grant, Secret};
-use dragonfly_engine::{Engine, Outcome, RuleSet};
-use dragonfly_orchestrator::{Node, NodeSettings, RunSummary, Shutdown, Stats};
+use dragonfly_api::{Auth, Client, ClientConfig, Grant, Job, Secret};
+use dragonfly_engine::{Engine, PackageReport, RuleSet};
+use dragonfly_orchestrator::{FailureKind, Node, NodeSettings, RunSummary, Shutdown, Stats, job_result};
 use dragonfly_testkit::fixtures::{self, FixtureFile, FixturePackage};
 use dragonfly_testkit::server::{
     AuthMode, Distribution, Endpoint, FakeServer, Fault, FaultAction, RecordedResult, ServerConfig,
@@ -26,7 +26,6 @@ fn settings() -> NodeSettings {
         threads: 2,
         bulk_size: 4,
         load_duration: Duration::from_millis(100),
-        wait_duration: Duration::from_millis(100),
         grace_period: Duration::from_secs(60),
         summary_interval: Duration::from_secs(3600),
         ..NodeSettings::default()
@@ -61,27 +60,34 @@ fn open_client(server: &FakeServer) -> Client {
 }
 
 fn add_corpus(server: &FakeServer, corpus: &[FixturePackage]) -> BTreeMap<(String, String), Vec<String>> {
-    corpus
-        .iter()
-        .map(|p| {
-            let dists = p
-                .distributions
-                .iter()
-                .map(|(filename, bytes)| Distribution { filename: filename.clone(), bytes: bytes.clone() })
-                .collect();
-            ((p.name.clone(), p.version.clone()), server.add_package(&p.name, &p.version, dists))
-        })
-        .collect()
+    corpus.iter().map(|p| ((p.name.clone(), p.version.clone()), server.add_fixture(p))).collect()
 }
 
-/// What the engine alone says about a package, given its download URLs.
+/// What the engine alone says about a package, given its download URLs,
+/// as the body of a job without lease fields.
 fn expected_outcome(rules: &Arc<RuleSet>, package: &FixturePackage, urls: &[String]) -> Value {
     let engine = Engine::new(Arc::clone(rules));
-    let downloads =
-        urls.iter().zip(&package.distributions).map(|(url, (_, bytes))| (url.clone(), Ok(bytes.clone())));
-    let outcome = engine.scan_package(&package.name, &package.version, downloads).outcome();
-    assert!(matches!(outcome, Outcome::Success(_)));
-    serde_json::to_value(outcome).unwrap()
+    let distributions = urls
+        .iter()
+        .zip(&package.distributions)
+        .map(|(url, dist)| engine.scan_archive(url, &dist.bytes))
+        .collect();
+    let report = PackageReport {
+        name: package.name.clone(),
+        version: package.version.clone(),
+        rule_hash: rules.hash().to_owned(),
+        distributions,
+    };
+    assert!(report.is_complete());
+    let job = Job {
+        name: package.name.clone(),
+        version: package.version.clone(),
+        distributions: urls.to_vec(),
+        hash: rules.hash().to_owned(),
+        attempt: None,
+        assignment_id: None,
+    };
+    serde_json::to_value(job_result(&job, &Ok(report))).unwrap()
 }
 
 fn accepted(results: &[RecordedResult]) -> Vec<&RecordedResult> {
@@ -188,8 +194,9 @@ fn rule_change_mid_run_and_broken_rules_keep_the_old_ones() {
     assert_eq!(by_name("third")["rules_matched"], serde_json::json!(["rule_b"]));
     assert_eq!(by_name("fourth")["commit"], "hash-d");
     assert_eq!(by_name("fourth")["rules_matched"], serde_json::json!(["rule_d"]));
-    assert!(stats.rule_failures.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-    assert_eq!(stats.rule_loads.load(std::sync::atomic::Ordering::Relaxed), 3, "compiled once per hash");
+    let snapshot = stats.snapshot();
+    assert!(snapshot.rule_failures >= 1);
+    assert_eq!(snapshot.rule_loads, 3, "compiled once per hash");
 }
 
 #[test]
@@ -318,11 +325,14 @@ fn unscannable_packages_are_failures_with_reasons() {
     assert!(server.wait_drained(WAIT));
     let stats = Arc::clone(&node.stats);
     node.stop();
-    // Every failure is counted, by cause: nothing to download counts as a
-    // download failure.
-    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(count(&stats.jobs_failed), 4);
-    assert_eq!((count(&stats.failed_download), count(&stats.failed_archive)), (3, 1));
+    // Every failure is counted once, by cause.
+    let snapshot = stats.snapshot();
+    assert_eq!(snapshot.jobs_failed_total(), 4);
+    let by_kind: Vec<(FailureKind, u64)> = snapshot.jobs_failed.into_iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(
+        by_kind,
+        [(FailureKind::Download, 2), (FailureKind::Archive, 1), (FailureKind::NoDistributions, 1)]
+    );
     let results = server.results();
     let reason = |n: &str| {
         results.iter().find(|r| r.name == n).unwrap().body["reason"].as_str().unwrap_or_default().to_owned()

@@ -17,6 +17,8 @@ use std::io::Write;
 use base64::Engine as _;
 use flate2::{Compression, GzBuilder};
 
+use crate::rng::Rng;
+
 /// One file of a distribution: its path inside the package and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixtureFile {
@@ -33,6 +35,22 @@ impl FixtureFile {
     }
 }
 
+/// One distribution file of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distribution {
+    /// File name, for example `demo-1.0.tar.gz`; the last segment of its URL.
+    pub filename: String,
+    /// The archive's bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Distribution {
+    /// A distribution named `filename` holding `bytes`.
+    pub fn new(filename: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        Distribution { filename: filename.into(), bytes: bytes.into() }
+    }
+}
+
 /// A release (name and version) with its distribution archives and the rule
 /// names that the bundled rules should match in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +59,8 @@ pub struct FixturePackage {
     pub name: String,
     /// Version string.
     pub version: String,
-    /// (file name, archive bytes) of each distribution, e.g. an sdist and a wheel.
-    pub distributions: Vec<(String, Vec<u8>)>,
+    /// Each distribution, e.g. an sdist and a wheel.
+    pub distributions: Vec<Distribution>,
     /// Distinct rule names the bundled rule set matches in any distribution
     /// (after the `filetype` filter), sorted; empty for a benign release.
     pub expected_rules: Vec<String>,
@@ -51,24 +69,10 @@ pub struct FixturePackage {
 /// Fixed modification time of every archive member (2024-01-01T00:00:00Z).
 const MTIME: u64 = 1_704_067_200;
 
-/// Normalises a project name for file names: PEP 503 normalisation (lower
-/// case, runs of `-`, `_`, `.` collapsed) with `_` as the separator, as
-/// PEP 625 (sdists) and PEP 427 (wheels) ask.
+/// Normalises a project name for file names: PEP 503 normalisation with
+/// `_` as the separator, as PEP 625 (sdists) and PEP 427 (wheels) ask.
 fn dist_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut pending_sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            pending_sep = !out.is_empty();
-        } else {
-            if pending_sep {
-                out.push('_');
-                pending_sep = false;
-            }
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
+    crate::server::normalize_name(name).replace('-', "_")
 }
 
 /// The sdist file name of a release: `{normalised_name}-{version}.tar.gz`.
@@ -224,55 +228,6 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
-/// SplitMix64: a tiny seeded generator, so fixture bytes never depend on a
-/// dependency's algorithm choices.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (`n > 0`).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-
-    /// A value in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-        let mut chunks = buf.chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let last = self.next_u64().to_le_bytes();
-        let n = rest.len();
-        rest.copy_from_slice(&last[..n]);
-    }
-
-    /// `len` characters drawn from `alphabet`.
-    pub(crate) fn string(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len).map(|_| char::from(*self.pick(alphabet))).collect()
-    }
-}
-
 /// Builds one release from its sdist and wheel file lists.
 fn release(
     name: &str,
@@ -288,8 +243,8 @@ fn release(
         name: name.to_owned(),
         version: version.to_owned(),
         distributions: vec![
-            (sdist_filename(name, version), sdist(name, version, sdist_files)),
-            (wheel_filename(name, version), wheel(name, version, wheel_files)),
+            Distribution::new(sdist_filename(name, version), sdist(name, version, sdist_files)),
+            Distribution::new(wheel_filename(name, version), wheel(name, version, wheel_files)),
         ],
         expected_rules,
     }
@@ -349,7 +304,10 @@ pub fn bench_corpus(n_small: usize, n_wheels: usize, n_large: usize, large_mb: u
             let mut expected: Vec<String> = template.expected.iter().map(|s| (*s).to_owned()).collect();
             expected.sort();
             out.push(FixturePackage {
-                distributions: vec![(sdist_filename(&name, &version), sdist(&name, &version, files))],
+                distributions: vec![Distribution::new(
+                    sdist_filename(&name, &version),
+                    sdist(&name, &version, files),
+                )],
                 name,
                 version,
                 expected_rules: expected,
@@ -359,7 +317,10 @@ pub fn bench_corpus(n_small: usize, n_wheels: usize, n_large: usize, large_mb: u
         let name = format!("bench-small-{i:05}");
         let files = synth::small_project(&mut rng, &name);
         out.push(FixturePackage {
-            distributions: vec![(sdist_filename(&name, &version), sdist(&name, &version, &files))],
+            distributions: vec![Distribution::new(
+                sdist_filename(&name, &version),
+                sdist(&name, &version, &files),
+            )],
             name,
             version,
             expected_rules: Vec::new(),
@@ -371,7 +332,10 @@ pub fn bench_corpus(n_small: usize, n_wheels: usize, n_large: usize, large_mb: u
         let version = format!("{}.{}.0", 1 + i % 4, i % 13);
         let files = synth::wheel_project(&mut rng, &name);
         out.push(FixturePackage {
-            distributions: vec![(wheel_filename(&name, &version), wheel(&name, &version, &files))],
+            distributions: vec![Distribution::new(
+                wheel_filename(&name, &version),
+                wheel(&name, &version, &files),
+            )],
             name,
             version,
             expected_rules: Vec::new(),
@@ -386,7 +350,7 @@ pub fn bench_corpus(n_small: usize, n_wheels: usize, n_large: usize, large_mb: u
         // Fast compression: these archives are big and mostly binary.
         let bytes = build_wheel(&name, &version, &files, tag, false, 1);
         out.push(FixturePackage {
-            distributions: vec![(tagged_wheel_filename(&name, &version, tag), bytes)],
+            distributions: vec![Distribution::new(tagged_wheel_filename(&name, &version, tag), bytes)],
             name,
             version,
             expected_rules: Vec::new(),
@@ -560,8 +524,8 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted, package.expected_rules);
             assert_eq!(package.distributions.len(), 2);
-            let (sdist_name, sdist_bytes) = &package.distributions[0];
-            let (wheel_name, wheel_bytes) = &package.distributions[1];
+            let Distribution { filename: sdist_name, bytes: sdist_bytes } = &package.distributions[0];
+            let Distribution { filename: wheel_name, bytes: wheel_bytes } = &package.distributions[1];
             assert_eq!(sdist_name, &sdist_filename(&package.name, &package.version));
             assert_eq!(wheel_name, &wheel_filename(&package.name, &package.version));
             let sdist_entries = read_sdist(sdist_bytes);
@@ -582,7 +546,7 @@ mod tests {
         let mut has_csv = false;
         let mut has_json = false;
         for package in corpus.iter().filter(|p| p.expected_rules.is_empty()) {
-            for path in read_wheel(&package.distributions[1].1).keys() {
+            for path in read_wheel(&package.distributions[1].bytes).keys() {
                 has_so |= path.ends_with(".so");
                 has_csv |= path.ends_with(".csv");
                 has_json |= path.ends_with(".json");
@@ -601,20 +565,20 @@ mod tests {
         let flagged: Vec<&FixturePackage> = corpus.iter().filter(|p| !p.expected_rules.is_empty()).collect();
         assert_eq!(flagged.len(), 1);
         assert_eq!(flagged[0].name, "bench-small-00012");
-        let entries = read_sdist(&flagged[0].distributions[0].1);
+        let entries = read_sdist(&flagged[0].distributions[0].bytes);
         assert!(entries.keys().all(|k| k.starts_with("bench_small_00012-")));
 
         for package in &corpus[..30] {
-            assert!(package.distributions[0].0.ends_with(".tar.gz"));
-            assert!(read_sdist(&package.distributions[0].1).len() >= 3);
+            assert!(package.distributions[0].filename.ends_with(".tar.gz"));
+            assert!(read_sdist(&package.distributions[0].bytes).len() >= 3);
         }
         for package in &corpus[30..32] {
-            let entries = read_wheel(&package.distributions[0].1);
+            let entries = read_wheel(&package.distributions[0].bytes);
             assert!(entries.len() >= 33, "{} has {} files", package.name, entries.len());
         }
         let large = &corpus[32];
-        assert!(large.distributions[0].0.ends_with("manylinux2014_x86_64.whl"));
-        let entries = read_wheel(&large.distributions[0].1);
+        assert!(large.distributions[0].filename.ends_with("manylinux2014_x86_64.whl"));
+        let entries = read_wheel(&large.distributions[0].bytes);
         let total: usize = entries.values().map(Vec::len).sum();
         assert!((1 << 20..(1 << 20) * 11 / 10).contains(&total), "{total}");
         let so_bytes: usize = entries.iter().filter(|(k, _)| k.ends_with(".so")).map(|(_, v)| v.len()).sum();

@@ -5,4 +5,7 @@
 //! and benchmarks can run the real node without credentials or a network.
 
 pub mod fixtures;
+mod rng;
 pub mod server;
+
+pub use fixtures::Distribution;

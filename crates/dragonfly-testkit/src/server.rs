@@ -49,8 +49,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::rng::Rng;
 use auth::Tokens;
-use faults::{Faults, Rng};
+use faults::Faults;
 use queue::Queue;
 
 /// Worker threads answering requests.
@@ -123,14 +124,7 @@ pub enum AuthMode {
     Token(String),
 }
 
-/// One distribution file of a release.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Distribution {
-    /// File name, for example `demo-1.0.tar.gz`; the last segment of its URL.
-    pub filename: String,
-    /// File contents, served as is.
-    pub bytes: Vec<u8>,
-}
+pub use crate::fixtures::Distribution;
 
 /// A `PUT /package` the server evaluated, with its answer.
 ///
@@ -346,6 +340,12 @@ impl FakeServer {
         drop(state);
         self.shared.changed.notify_all();
         urls
+    }
+
+    /// Queues a generated release ([`add_package`](Self::add_package) with
+    /// its name, version and distributions).
+    pub fn add_fixture(&self, package: &crate::fixtures::FixturePackage) -> Vec<String> {
+        self.add_package(&package.name, &package.version, package.distributions.clone())
     }
 
     /// Queues a job whose distribution URLs are given as is (an URL that

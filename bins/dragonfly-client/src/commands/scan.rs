@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dragonfly_api::{Auth, Client, ClientConfig};
-use dragonfly_engine::{Engine, PackageReport, RuleSet, parse_distribution_filename};
+use dragonfly_engine::{DistributionReport, Engine, PackageReport, RuleSet, parse_distribution_filename};
 use serde::Serialize;
 
 use crate::cli::{Format, ScanArgs};
@@ -62,31 +62,28 @@ struct InputScanner<'a> {
 impl InputScanner<'_> {
     fn scan(&mut self, input: &str) -> InputResult {
         match self.scan_input(input) {
-            Ok(report) => InputResult::from_report(input, &report),
+            Ok((report, download_errors)) => InputResult::from_report(input, &report, download_errors),
             Err(err) => InputResult::error(input, format!("{err:#}")),
         }
     }
 
-    fn scan_input(&mut self, input: &str) -> Result<PackageReport> {
-        if let Some((name, version)) = pypi_spec(input) {
-            let spec = &input["pypi:".len()..];
-            anyhow::ensure!(!name.is_empty(), "`{input}`: expected pypi:NAME or pypi:NAME==VERSION");
+    /// The report of one input, and the downloads that failed.
+    fn scan_input(&mut self, input: &str) -> Result<(PackageReport, Vec<String>)> {
+        if let Some(spec) = input.strip_prefix("pypi:") {
+            let (name, version) = dragonfly_api::pypi::parse_spec(spec)
+                .with_context(|| format!("`{input}`: expected pypi:NAME or pypi:NAME==VERSION"))?;
             let client = self.client()?;
-            let release = dragonfly_api::pypi::resolve(&client, &self.args.pypi_index, name, version)
-                .with_context(|| format!("can not look up {spec} on {}", self.args.pypi_index))?;
-            let max = self.args.max_scan_size;
-            let downloads = release.urls.iter().map(|url| {
-                let bytes = client.download(url, max).map_err(|e| format!("download failed: {e}"));
-                (url.clone(), bytes)
-            });
-            return Ok(self.engine.scan_package(&release.name, &release.version, downloads));
+            let release =
+                dragonfly_api::pypi::resolve(&client, &self.args.pypi_index, &name, version.as_deref())
+                    .with_context(|| format!("can not look up {spec} on {}", self.args.pypi_index))?;
+            let (distributions, errors) = self.download_and_scan(&client, &release.urls);
+            return Ok((self.package(release.name, release.version, distributions), errors));
         }
         let (name, version) = name_and_version(input);
         if input.starts_with("http://") || input.starts_with("https://") {
             let client = self.client()?;
-            let bytes =
-                client.download(input, self.args.max_scan_size).map_err(|e| format!("download failed: {e}"));
-            return Ok(self.engine.scan_package(&name, &version, [(input.to_owned(), bytes)]));
+            let (distributions, errors) = self.download_and_scan(&client, &[input.to_owned()]);
+            return Ok((self.package(name, version, distributions), errors));
         }
         let path = Path::new(input);
         let meta = std::fs::metadata(path).with_context(|| format!("can not read `{input}`"))?;
@@ -102,12 +99,29 @@ impl InputScanner<'_> {
             let bytes = std::fs::read(path).with_context(|| format!("can not read `{input}`"))?;
             self.engine.scan_archive(input, &bytes)
         };
-        Ok(PackageReport {
-            name,
-            version,
-            commit: self.engine.rules().hash().to_owned(),
-            distributions: vec![distribution],
-        })
+        Ok((self.package(name, version, vec![distribution]), Vec::new()))
+    }
+
+    /// Downloads and scans each URL; failed downloads become error lines.
+    fn download_and_scan(&self, client: &Client, urls: &[String]) -> (Vec<DistributionReport>, Vec<String>) {
+        let mut reports = Vec::new();
+        let mut errors = Vec::new();
+        for url in urls {
+            match client.download(url, self.args.max_scan_size) {
+                Ok(bytes) => reports.push(self.engine.scan_archive(url, &bytes)),
+                Err(err) => errors.push(format!("{url}: download failed: {err}")),
+            }
+        }
+        (reports, errors)
+    }
+
+    fn package(
+        &self,
+        name: String,
+        version: String,
+        distributions: Vec<DistributionReport>,
+    ) -> PackageReport {
+        PackageReport { name, version, rule_hash: self.engine.rules().hash().to_owned(), distributions }
     }
 
     fn client(&mut self) -> Result<Client> {
@@ -154,6 +168,9 @@ struct InputResult {
     files_skipped: u64,
     bytes_scanned: u64,
     errors: Vec<String>,
+    /// Path of the most malicious file, for the table.
+    #[serde(skip)]
+    top_file: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -172,7 +189,7 @@ struct RuleRow {
 }
 
 impl InputResult {
-    fn from_report(input: &str, report: &PackageReport) -> Self {
+    fn from_report(input: &str, report: &PackageReport, download_errors: Vec<String>) -> Self {
         let files = report
             .distributions
             .iter()
@@ -185,31 +202,39 @@ impl InputResult {
                 rules: f.matches.iter().map(|m| RuleRow { name: m.name.clone(), weight: m.weight }).collect(),
             })
             .collect();
-        let sum =
-            |f: fn(&dragonfly_engine::DistributionReport) -> u64| report.distributions.iter().map(f).sum();
+        let sum = |f: fn(&DistributionReport) -> u64| report.distributions.iter().map(f).sum();
+        let mut errors = download_errors;
+        errors.extend(report.problems().map(|p| p.to_string()));
+        if report.distributions.is_empty() && errors.is_empty() {
+            errors.push("the release has no distributions to scan".to_owned());
+        }
+        let top = report.most_malicious_file();
+        let inspector_url = top.and_then(|(dist, file)| {
+            dragonfly_api::inspector_url(&report.name, &report.version, &dist.source, &file.path)
+        });
         InputResult {
             input: input.to_owned(),
             name: report.name.clone(),
             version: report.version.clone(),
             score: Some(report.score()),
-            inspector_url: report.inspector_url(),
+            inspector_url,
+            top_file: top.map(|(_, file)| file.path.clone()),
             rules_matched: report.rules_matched(),
-            commit: Some(report.commit.clone()),
+            commit: Some(report.rule_hash.clone()),
             files,
             files_scanned: sum(|d| d.files_scanned),
             files_skipped: sum(|d| d.files_skipped),
             bytes_scanned: sum(|d| d.bytes_scanned),
-            errors: if report.distributions.is_empty() {
-                vec!["the release has no distributions to scan".to_owned()]
-            } else {
-                report.problems()
-            },
+            errors,
         }
     }
 
     fn error(input: &str, message: String) -> Self {
-        let (name, version) = match pypi_spec(input) {
-            Some((name, version)) => (name.to_owned(), version.unwrap_or_default().to_owned()),
+        let (name, version) = match input.strip_prefix("pypi:") {
+            Some(spec) => match dragonfly_api::pypi::parse_spec(spec) {
+                Ok((name, version)) => (name, version.unwrap_or_default()),
+                Err(_) => (spec.to_owned(), String::new()),
+            },
             None => name_and_version(input),
         };
         InputResult {
@@ -225,14 +250,8 @@ impl InputResult {
             files_skipped: 0,
             bytes_scanned: 0,
             errors: vec![message],
+            top_file: None,
         }
-    }
-
-    fn most_malicious_file(&self) -> Option<&FileRow> {
-        self.files.iter().fold(None, |best: Option<&FileRow>, f| match best {
-            Some(b) if b.score >= f.score => Some(b),
-            _ => Some(f),
-        })
     }
 }
 
@@ -244,7 +263,7 @@ fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result
                 if r.version.is_empty() { r.name.clone() } else { format!("{} {}", r.name, r.version) };
             let score = r.score.map_or_else(|| "error".to_owned(), |s| s.to_string());
             let rules = if r.rules_matched.is_empty() { "-".to_owned() } else { r.rules_matched.join(", ") };
-            let file = r.most_malicious_file().map_or_else(|| "-".to_owned(), |f| f.path.clone());
+            let file = r.top_file.clone().unwrap_or_else(|| "-".to_owned());
             [package, score, rules, file]
         })
         .collect();
@@ -278,15 +297,6 @@ fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result
     Ok(())
 }
 
-/// `pypi:NAME` or `pypi:NAME==VERSION`, trimmed; `None` for other inputs.
-fn pypi_spec(input: &str) -> Option<(&str, Option<&str>)> {
-    let spec = input.strip_prefix("pypi:")?;
-    Some(match spec.split_once("==") {
-        Some((name, version)) => (name.trim(), Some(version.trim())),
-        None => (spec.trim(), None),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,9 +311,6 @@ mod tests {
         );
         assert_eq!(name_and_version("src/mypkg-0.3/"), pair("mypkg", "0.3"));
         assert_eq!(name_and_version("checkout"), pair("checkout", ""));
-        assert_eq!(pypi_spec("pypi: requests == 2.32.3"), Some(("requests", Some("2.32.3"))));
-        assert_eq!(pypi_spec("pypi:six"), Some(("six", None)));
-        assert_eq!(pypi_spec("six-1.0.tar.gz"), None);
         // A failed lookup still names the release it was about.
         let failed = InputResult::error("pypi:requests==2.32.3", "offline".into());
         assert_eq!(pair(&failed.name, &failed.version), pair("requests", "2.32.3"));

@@ -21,8 +21,7 @@ pub fn config(server: &ServerGuard, auth: Auth) -> ClientConfig {
     config.proxy_from_env = false;
     config.connect_timeout = Duration::from_secs(5);
     config.read_timeout = Duration::from_secs(10);
-    config.login_backoff_base = Duration::from_millis(20);
-    config.login_backoff_max = Duration::from_millis(200);
+    config.login_backoff = dragonfly_api::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
     config
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::{Mutex, Once};
 
-use dragonfly_api::{Auth, AuthSettings, Client, Grant, Secret};
+use dragonfly_api::{Auth, Client, Grant, Secret};
 use mockito::{Matcher, Server};
 
 use crate::common::*;
@@ -93,13 +93,6 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
     texts.push(("token error", format!("{err} / {err:?}")));
     texts.push(("token debug", format!("{token:?} {token_client:?}")));
 
-    let settings = AuthSettings {
-        client_secret: Some(CLIENT_SECRET.into()),
-        password: Some(PASSWORD.into()),
-        token: Some(STATIC_TOKEN.into()),
-        ..AuthSettings::default()
-    };
-    texts.push(("settings debug", format!("{settings:?}")));
     let grant = Grant::Password { username: "u".into(), password: Secret::new(PASSWORD) };
     texts.push(("grant debug", format!("{grant:?}")));
 

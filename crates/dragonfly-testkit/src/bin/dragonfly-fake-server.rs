@@ -115,12 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     if args.demo {
         for package in dragonfly_testkit::fixtures::demo_corpus() {
-            let distributions = package
-                .distributions
-                .into_iter()
-                .map(|(filename, bytes)| Distribution { filename, bytes })
-                .collect();
-            server.add_package(&package.name, &package.version, distributions);
+            server.add_fixture(&package);
         }
     }
 

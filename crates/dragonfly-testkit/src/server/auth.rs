@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use super::AuthMode;
-use super::faults::Rng;
+use crate::rng::Rng;
 
 /// Name of the Cloudflare Access cookie.
 pub(crate) const CF_COOKIE: &str = "CF_Authorization";

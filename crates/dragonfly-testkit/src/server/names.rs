@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::faults::mix64;
+use crate::rng::mix64;
 
 /// Archive suffixes of source distributions, longest first.
 const SDIST_SUFFIXES: [&str; 6] = [".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip", ".tar"];

@@ -1,0 +1,89 @@
+//! The rule metadata the scorer relies on: `weight` and `filetype`.
+
+use yara_x::MetaValue;
+
+use crate::rules::CompileError;
+
+/// What the scorer knows about one compiled rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// The rule's namespace: the name of the source it came from.
+    pub namespace: String,
+    /// The rule's identifier, as reported in `rules_matched`.
+    pub name: String,
+    /// Contribution to a score (`weight` metadata; 0 when absent).
+    pub weight: i64,
+    /// File-name suffixes the rule applies to (`filetype` metadata); `None`
+    /// means every file.
+    pub filetypes: Option<Vec<String>>,
+    /// A private rule is never reported: it only serves other rules'
+    /// conditions, so it alone never makes a file worth scanning.
+    pub private: bool,
+}
+
+impl RuleInfo {
+    /// Whether a match of this rule counts for a file at `path`.
+    pub fn applies_to(&self, path: &str) -> bool {
+        match &self.filetypes {
+            None => true,
+            Some(suffixes) => suffixes.iter().any(|s| path.ends_with(s.as_str())),
+        }
+    }
+}
+
+/// Reads one compiled rule's metadata; odd but usable values add a line to
+/// `warnings`, unusable ones are errors.
+pub(crate) fn read_metadata(
+    rule: &yara_x::Rule,
+    warnings: &mut Vec<String>,
+) -> Result<RuleInfo, CompileError> {
+    let namespace = rule.namespace().to_owned();
+    let name = rule.identifier().to_owned();
+    let bad = |message: String| CompileError::Metadata {
+        source_name: namespace.clone(),
+        rule: name.clone(),
+        message,
+    };
+    let mut weight = None;
+    let mut filetypes = None;
+    for (key, value) in rule.metadata() {
+        match key {
+            "weight" => {
+                if weight.is_some() {
+                    warnings.push(format!(
+                        "rule `{name}` in `{namespace}`: `weight` given twice, the last one counts"
+                    ));
+                }
+                weight = Some(match value {
+                    MetaValue::Integer(n) => n,
+                    MetaValue::String(s) => {
+                        let n = s.trim().parse::<i64>().map_err(|_| {
+                            bad(format!("`weight` must be an integer, found the string {s:?}"))
+                        })?;
+                        warnings.push(format!(
+                            "rule `{name}` in `{namespace}`: `weight` is the string {s:?}, read as {n}"
+                        ));
+                        n
+                    }
+                    other => return Err(bad(format!("`weight` must be an integer, found {other:?}"))),
+                });
+            }
+            "filetype" => {
+                let MetaValue::String(s) = value else {
+                    return Err(bad(format!("`filetype` must be a string of suffixes, found {value:?}")));
+                };
+                let suffixes: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+                if suffixes.is_empty() {
+                    warnings.push(format!(
+                        "rule `{name}` in `{namespace}`: empty `filetype`, the rule applies to every file"
+                    ));
+                    filetypes = None;
+                } else {
+                    filetypes = Some(suffixes);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(RuleInfo { namespace, name, weight: weight.unwrap_or(0), filetypes, private: rule.is_private() })
+}

@@ -1,0 +1,96 @@
+//! Downloaders: fetch each leased job's distributions into memory, within
+//! the download budget, so that downloads overlap scanning.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use dragonfly_api::{Backoff, Client, ErrorKind, Job, JobResult};
+
+use crate::failure::{DownloadError, FailureReason, Problem, Stage};
+use crate::job::{Downloaded, JobState, Leased, hand_over, panic_message};
+use crate::settings::NodeSettings;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+use crate::sync::Budget;
+
+/// Waits between retries of a failed download.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+
+pub(crate) struct Downloader<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) settings: &'a NodeSettings,
+    pub(crate) stats: &'a Stats,
+    pub(crate) shutdown: &'a Shutdown,
+    /// Bytes of downloads held or in flight.
+    pub(crate) budget: &'a Budget,
+    pub(crate) pending: Receiver<Leased>,
+    pub(crate) ready: Sender<Downloaded>,
+    /// For jobs that need no scan (no distributions).
+    pub(crate) results: Sender<JobResult>,
+}
+
+impl Downloader<'_> {
+    pub(crate) fn run(self) {
+        for leased in &self.pending {
+            if self.shutdown.is_past(self.settings.grace_period) {
+                // Abandoned: the job stays counted as held.
+                continue;
+            }
+            if leased.job.distributions.is_empty() {
+                hand_over(self.stats, &self.results, &leased.job, Err(FailureReason::NoDistributions));
+                continue;
+            }
+            let job = Arc::new(JobState::new(leased));
+            for (index, url) in job.job.distributions.iter().enumerate() {
+                // Reserve the worst case while downloading, keep what arrived.
+                let max = self.settings.max_scan_size;
+                self.budget.acquire(max);
+                let bytes =
+                    catch_unwind(AssertUnwindSafe(|| self.download(&job.job, url))).unwrap_or_else(|panic| {
+                        Err(Problem::Internal {
+                            url: url.clone(),
+                            stage: Stage::Download,
+                            message: panic_message(&*panic),
+                        })
+                    });
+                let reserved = bytes.as_ref().map_or(0, |b| (b.len() as u64).min(max));
+                self.budget.release(max - reserved);
+                let downloaded =
+                    Downloaded { job: Arc::clone(&job), index, url: url.clone(), bytes, reserved };
+                if self.ready.send(downloaded).is_err() {
+                    self.budget.release(reserved);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn download(&self, job: &Job, url: &str) -> Result<Vec<u8>, Problem> {
+        let mut attempt = 0;
+        loop {
+            let error = match self.client.download(url, self.settings.max_scan_size) {
+                Ok(bytes) => {
+                    self.stats.downloaded(bytes.len() as u64);
+                    return Ok(bytes);
+                }
+                Err(err) if err.is_transient() && attempt < self.settings.download_retries => {
+                    attempt += 1;
+                    let wait = RETRY.after(attempt, err.retry_after());
+                    log::warn!(
+                        package = job.name.as_str(), version = job.version.as_str();
+                        "download of {url} failed ({err}), retry {attempt} in {wait:?}"
+                    );
+                    std::thread::sleep(wait);
+                    continue;
+                }
+                Err(err) if err.kind() == ErrorKind::TooLarge => {
+                    DownloadError::TooLarge { limit: self.settings.max_scan_size }
+                }
+                Err(err) => DownloadError::Failed(err),
+            };
+            return Err(Problem::Download { url: url.to_owned(), error });
+        }
+    }
+}

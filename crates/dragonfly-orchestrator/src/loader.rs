@@ -1,0 +1,78 @@
+//! The loader: leases jobs while the node has room, and fetches new rules
+//! before the jobs that name them are scanned.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use dragonfly_api::{Backoff, Client};
+
+use crate::capacity::Capacity;
+use crate::job::Leased;
+use crate::rules::Rules;
+use crate::settings::NodeSettings;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+
+pub(crate) struct Loader<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) settings: &'a NodeSettings,
+    pub(crate) rules: &'a Rules<'a>,
+    pub(crate) stats: &'a Stats,
+    pub(crate) capacity: &'a Capacity,
+    pub(crate) shutdown: &'a Shutdown,
+    pub(crate) pending: Sender<Leased>,
+}
+
+impl Loader<'_> {
+    pub(crate) fn run(self) {
+        let retry =
+            Backoff::new(Duration::from_millis(500), self.settings.load_duration.max(Duration::from_secs(1)));
+        let mut failures = 0u32;
+        while !self.shutdown.is_triggered() {
+            if !self.rules.ensure(None) {
+                // No rules yet: nothing can be scanned; `ensure` backs off.
+                self.shutdown.sleep(Duration::from_secs(1));
+                continue;
+            }
+            let batch = self.capacity.to_lease(self.stats.jobs_held());
+            if batch == 0 {
+                self.capacity.wait_for_room(Duration::from_millis(500));
+                continue;
+            }
+            match self.client.lease_jobs(batch as usize) {
+                Ok(jobs) if jobs.is_empty() => {
+                    failures = 0;
+                    log::debug!("no jobs; next request in {:?}", self.settings.load_duration);
+                    self.shutdown.sleep(self.settings.load_duration);
+                }
+                Ok(jobs) => {
+                    failures = 0;
+                    self.stats.jobs_leased(jobs.len() as u64);
+                    log::debug!("leased {} jobs", jobs.len());
+                    let leased_at = Instant::now();
+                    // New rules are fetched here, off the scanning threads,
+                    // before the jobs that name them are scanned.
+                    let mut hashes: Vec<&str> = jobs.iter().map(|j| j.hash.as_str()).collect();
+                    hashes.sort_unstable();
+                    hashes.dedup();
+                    for hash in hashes {
+                        self.rules.ensure(Some(hash));
+                    }
+                    for job in jobs {
+                        if self.pending.send(Leased { job, leased_at }).is_err() {
+                            // No downloader is left (they only stop at exit).
+                            self.stats.jobs_dropped(1);
+                        }
+                    }
+                }
+                Err(err) => {
+                    failures += 1;
+                    let wait = retry.after(failures, err.retry_after());
+                    log::warn!("can not lease jobs: {err}; retrying in {wait:?}");
+                    self.shutdown.sleep(wait);
+                }
+            }
+        }
+        log::debug!("loader stopped");
+    }
+}

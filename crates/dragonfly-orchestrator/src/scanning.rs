@@ -1,0 +1,107 @@
+//! The scanning stage: hands each downloaded distribution to the rayon
+//! pool (at most one per thread at a time; large ones are scanned
+//! file-parallel on the same pool) and finishes a job when its last
+//! distribution is scanned.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use dragonfly_api::JobResult;
+use dragonfly_engine::DistributionReport;
+
+use crate::capacity::Capacity;
+use crate::failure::{FailureReason, Problem, Stage};
+use crate::job::{Downloaded, JobState, hand_over, panic_message};
+use crate::rules::Rules;
+use crate::settings::NodeSettings;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+use crate::sync::Budget;
+
+pub(crate) struct Scanning<'a> {
+    pub(crate) pool: &'a rayon::ThreadPool,
+    pub(crate) settings: &'a NodeSettings,
+    pub(crate) rules: &'a Rules<'a>,
+    pub(crate) stats: &'a Stats,
+    pub(crate) capacity: &'a Capacity,
+    pub(crate) shutdown: &'a Shutdown,
+    /// Where downloaded bytes are given back once scanned.
+    pub(crate) budget: &'a Budget,
+    pub(crate) ready: Receiver<Downloaded>,
+    pub(crate) results: Sender<JobResult>,
+}
+
+impl Scanning<'_> {
+    pub(crate) fn run(self) {
+        // One distribution per thread at a time, so that downloads wait in
+        // their channel (and budget) rather than in the pool's queue.
+        let slots = Budget::new(self.settings.threads as u64);
+        let (this, slots) = (&self, &slots);
+        self.pool.in_place_scope(|scope| {
+            for downloaded in &this.ready {
+                if this.shutdown.is_past(this.settings.grace_period) {
+                    // Abandoned: the job stays counted as held.
+                    this.budget.release(downloaded.reserved);
+                    continue;
+                }
+                slots.acquire(1);
+                scope.spawn(move |_| {
+                    this.scan(downloaded);
+                    slots.release(1);
+                });
+            }
+        });
+    }
+
+    fn scan(&self, downloaded: Downloaded) {
+        let Downloaded { job, index, url, bytes, reserved } = downloaded;
+        let outcome = match bytes {
+            Err(problem) => Err(problem),
+            Ok(bytes) => self.scan_distribution(&job, url, &bytes),
+        };
+        self.budget.release(reserved);
+        if job.record(index, outcome) {
+            self.finish(&job);
+        }
+    }
+
+    fn scan_distribution(
+        &self,
+        job: &JobState,
+        url: String,
+        bytes: &[u8],
+    ) -> Result<DistributionReport, Problem> {
+        let Some(engine) = job.engine(self.rules) else {
+            return Err(Problem::NoRules { url });
+        };
+        let started = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| engine.scan_archive(&url, bytes))) {
+            Ok(report) => {
+                self.stats.distribution_scanned(&report, started.elapsed());
+                Ok(report)
+            }
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                log::error!(
+                    package = job.job.name.as_str(), version = job.job.version.as_str();
+                    "scan of {url} panicked: {message}"
+                );
+                Err(Problem::Internal { url, stage: Stage::Scan, message })
+            }
+        }
+    }
+
+    /// Builds and hands over the job's result once its last distribution
+    /// is scanned.
+    fn finish(&self, job: &JobState) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| job.outcome()))
+            .unwrap_or_else(|panic| Err(FailureReason::Internal { message: panic_message(&*panic) }));
+        self.capacity.job_measured(job.leased_at.elapsed().as_secs_f64());
+        log::debug!(
+            package = job.job.name.as_str(), version = job.job.version.as_str();
+            "scanned in {:?}", job.started.elapsed()
+        );
+        hand_over(self.stats, &self.results, &job.job, outcome);
+    }
+}
