@@ -15,15 +15,7 @@ use crate::{cargo, run_command};
 /// Reads the bundled rule files (`crates/dragonfly-engine/rules/*.yar`).
 pub fn bundled_rules() -> Result<BTreeMap<String, String>> {
     let dir = Path::new("crates/dragonfly-engine/rules");
-    let mut rules = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("can not read {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "yar") {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            rules.insert(name, std::fs::read_to_string(&path)?);
-        }
-    }
-    Ok(rules)
+    fixtures::rule_files(dir).with_context(|| format!("can not read {}", dir.display()))
 }
 
 /// Path of a binary built by cargo in `profile`.

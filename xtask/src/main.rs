@@ -6,9 +6,11 @@
 //!   bundled packages and rules, the real node binary, a results table.
 //! - `bench [--quick] [--corpus DIR]`: throughput benchmark (release build).
 //! - `fuzz [--iterations N]`: mutation fuzzing of the archive flattener.
+//! - `tidy`: checks of the tree no compiler makes (also a `cargo test`).
 
 mod bench;
 mod demo;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,6 +37,7 @@ fn run() -> Result<()> {
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
         "fuzz" => fuzz(&rest),
+        "tidy" => tidy::check(&project_root()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -43,7 +46,8 @@ fn run() -> Result<()> {
                  demo                    run a node against a local fake control server\n  \
                  bench [--tiny|--quick] [--corpus DIR] [--threads N]\n                          \
                  throughput benchmark, writes target/bench/\n  \
-                 fuzz [--iterations N]   mutation-fuzz the archive flattener"
+                 fuzz [--iterations N]   mutation-fuzz the archive flattener\n  \
+                 tidy                    module headers, banned macros, settings docs, unused dependencies"
             );
             if task.is_empty() || task == "help" || task == "--help" {
                 Ok(())
@@ -81,6 +85,7 @@ pub fn run_command(command: &mut Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     run_command(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    tidy::check(&project_root())?;
     run_command(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run_command(cargo().args(["test", "--workspace", "--all-targets"]))?;
     run_command(cargo().args(["test", "--workspace", "--doc"]))?;

@@ -88,6 +88,56 @@ fn scan_json_table_and_exit_status() {
 }
 
 #[test]
+fn scan_json_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (evil, _) = write_fixtures(dir.path());
+    let (code, stdout, stderr) = run(bin().args(["scan", "--format", "json", &evil]));
+    assert_eq!(code, 0, "{stderr}");
+    let text = stdout
+        .replace(&dir.path().display().to_string(), "$DIR")
+        .replace(concat!("bundled-", env!("CARGO_PKG_VERSION")), "bundled-$VERSION");
+    expect_test::expect![[r#"
+        [
+          {
+            "input": "$DIR/evil-1.0.tar.gz",
+            "name": "evil",
+            "version": "1.0",
+            "score": 11,
+            "inspector_url": null,
+            "rules_matched": [
+              "setup_py_module_level_exec",
+              "shell_pipe_download"
+            ],
+            "commit": "bundled-$VERSION",
+            "files": [
+              {
+                "distribution": "$DIR/evil-1.0.tar.gz",
+                "path": "evil-1.0/setup.py",
+                "size": 109,
+                "score": 11,
+                "rules": [
+                  {
+                    "name": "shell_pipe_download",
+                    "weight": 6
+                  },
+                  {
+                    "name": "setup_py_module_level_exec",
+                    "weight": 5
+                  }
+                ]
+              }
+            ],
+            "files_scanned": 2,
+            "files_skipped": 0,
+            "bytes_scanned": 271,
+            "errors": []
+          }
+        ]
+    "#]]
+    .assert_eq(&text);
+}
+
+#[test]
 fn scan_errors_exit_2_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope-1.0.tar.gz");
@@ -186,12 +236,7 @@ fn sigterm_finishes_held_jobs_and_exits_0() {
     let rules =
         dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
     server.set_rules("r1", rules);
-    server.add_fault(Fault {
-        endpoint: Endpoint::Download,
-        action: FaultAction::Delay(Duration::from_millis(200)),
-        rate: 1.0,
-        limit: None,
-    });
+    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_millis(200))));
     for i in 0..4 {
         let name = format!("sig{i}");
         let files = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];

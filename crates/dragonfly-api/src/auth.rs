@@ -515,22 +515,16 @@ mod tests {
         assert_eq!(cf_cookie_value("CF_Authorization=; Path=/"), None);
     }
 
-    /// A loopback port whose server hangs up on every connection.
-    fn hang_up_port() -> u16 {
+    /// A loopback port nothing listens on: every connection is refused.
+    fn closed_port() -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                drop(stream);
-            }
-        });
-        port
+        listener.local_addr().unwrap().port()
     }
 
     #[test]
     fn a_failed_early_renewal_keeps_the_old_credential() {
         // Every login fails with a network error.
-        let port = hang_up_port();
+        let port = closed_port();
         let url = format!("http://127.0.0.1:{port}");
         let auth = Auth::Cloudflare { client_id: "id".into(), client_secret: "secret".into() };
         let mut config = ClientConfig::new(url.as_str(), auth);

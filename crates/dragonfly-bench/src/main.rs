@@ -37,9 +37,6 @@ use crate::files::FileServer;
 use crate::measure::{Input, NodeOptions};
 use crate::report::{Agreement, CorpusInfo, NodeSettingsInfo, Report, RulesInfo};
 
-/// The node's default `DRAGONFLY_MAX_SCAN_SIZE`.
-const DEFAULT_MAX_SCAN_SIZE: u64 = 128_000_000;
-
 /// Throughput benchmark of the Dragonfly node (engine limit, flattening,
 /// node end to end, naive baseline).
 #[derive(Debug, Parser)]
@@ -59,7 +56,7 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// `DRAGONFLY_BULK_SIZE` of the node.
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = dragonfly_orchestrator::DEFAULT_BULK_SIZE)]
     bulk_size: usize,
     /// The `dragonfly-client` binary [default: next to this one].
     #[arg(long, value_name = "PATH")]
@@ -207,7 +204,8 @@ fn run(args: Args) -> Result<()> {
     let node_settings = NodeSettingsInfo {
         threads,
         bulk_size: args.bulk_size,
-        max_scan_size: DEFAULT_MAX_SCAN_SIZE.max(corpus_info.largest_archive_bytes + 1),
+        max_scan_size: dragonfly_orchestrator::DEFAULT_MAX_SCAN_SIZE
+            .max(corpus_info.largest_archive_bytes + 1),
     };
     let node_options = NodeOptions {
         binary: node_binary,

@@ -749,3 +749,38 @@ fn zip_files_extract_in_any_order_within_shared_limits() {
         Err(Error::UnsupportedFormat { .. })
     ));
 }
+
+// ---------------------------------------------------------------------------
+// Snapshot of a listing
+
+/// One line per file (path, size) and one for what was skipped.
+fn listing(flat: &Flattened) -> String {
+    let mut out = format!("{}\n", flat.format);
+    for file in &flat.files {
+        out.push_str(&format!("{:>6}  {}\n", file.data.len(), file.path));
+    }
+    out.push_str(&format!("skipped: {:?}\n", flat.skipped));
+    out
+}
+
+#[test]
+fn listing_of_an_sdist_with_every_kind_of_entry() {
+    let mut tar = Vec::new();
+    tar_entry(&mut tar, b"pkg-1.0/", b'5', b"", b"");
+    tar_entry(&mut tar, b"pkg-1.0/setup.py", b'0', b"from setuptools import setup\nsetup()\n", b"");
+    tar_entry(&mut tar, b"pkg-1.0/pkg/__init__.py", b'0', b"", b"");
+    tar_entry(&mut tar, b"pkg-1.0/pkg/link.py", b'2', b"", b"__init__.py");
+    tar_entry(&mut tar, b"pkg-1.0/pkg/hard.py", b'1', b"", b"pkg-1.0/setup.py");
+    tar_entry(&mut tar, b"pkg-1.0/pkg/fifo", b'6', b"", b"");
+    tar_entry(&mut tar, b"pkg-1.0/data/\xff.bin", b'0', &[0u8; 300], b"");
+    tar.extend_from_slice(&[0u8; 1024]);
+    let flat = flatten(&gz(&tar), &Limits::default()).unwrap();
+    expect_test::expect![[r#"
+        tar.gz
+            37  pkg-1.0/setup.py
+             0  pkg-1.0/pkg/__init__.py
+           300  pkg-1.0/data/\xff.bin
+        skipped: Skipped { directories: 1, symlinks: 1, hardlinks: 1, other: 1, filtered: 0 }
+    "#]]
+    .assert_eq(&listing(&flat));
+}

@@ -6,23 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use dragonfly_api::{Backoff, Client, ErrorKind, Job, JobResult};
+use dragonfly_api::{Backoff, ErrorKind, Job, JobResult};
 
 use crate::failure::{DownloadError, FailureReason, Problem, Stage};
 use crate::job::{Downloaded, JobState, Leased, hand_over, panic_message};
-use crate::settings::NodeSettings;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::node::Handles;
 use crate::sync::Budget;
 
 /// Waits between retries of a failed download.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
 
 pub(crate) struct Downloader<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) settings: &'a NodeSettings,
-    pub(crate) stats: &'a Stats,
-    pub(crate) shutdown: &'a Shutdown,
+    pub(crate) node: Handles<'a>,
     /// Bytes of downloads held or in flight.
     pub(crate) budget: &'a Budget,
     pub(crate) pending: Receiver<Leased>,
@@ -34,18 +29,18 @@ pub(crate) struct Downloader<'a> {
 impl Downloader<'_> {
     pub(crate) fn run(self) {
         for leased in &self.pending {
-            if self.shutdown.is_past(self.settings.grace_period) {
+            if self.node.shutdown.is_past(self.node.settings.grace_period) {
                 // Abandoned: the job stays counted as held.
                 continue;
             }
             if leased.job.distributions.is_empty() {
-                hand_over(self.stats, &self.results, &leased.job, Err(FailureReason::NoDistributions));
+                hand_over(self.node.stats, &self.results, &leased.job, Err(FailureReason::NoDistributions));
                 continue;
             }
             let job = Arc::new(JobState::new(leased));
             for (index, url) in job.job.distributions.iter().enumerate() {
                 // Reserve the worst case while downloading, keep what arrived.
-                let max = self.settings.max_scan_size;
+                let max = self.node.settings.max_scan_size;
                 self.budget.acquire(max);
                 let bytes =
                     catch_unwind(AssertUnwindSafe(|| self.download(&job.job, url))).unwrap_or_else(|panic| {
@@ -70,12 +65,12 @@ impl Downloader<'_> {
     fn download(&self, job: &Job, url: &str) -> Result<Vec<u8>, Problem> {
         let mut attempt = 0;
         loop {
-            let error = match self.client.download(url, self.settings.max_scan_size) {
+            let error = match self.node.client.download(url, self.node.settings.max_scan_size) {
                 Ok(bytes) => {
-                    self.stats.downloaded(bytes.len() as u64);
+                    self.node.stats.downloaded(bytes.len() as u64);
                     return Ok(bytes);
                 }
-                Err(err) if err.is_transient() && attempt < self.settings.download_retries => {
+                Err(err) if err.is_transient() && attempt < self.node.settings.download_retries => {
                     attempt += 1;
                     let wait = RETRY.after(attempt, err.retry_after());
                     log::warn!(
@@ -86,7 +81,7 @@ impl Downloader<'_> {
                     continue;
                 }
                 Err(err) if err.kind() == ErrorKind::TooLarge => {
-                    DownloadError::TooLarge { limit: self.settings.max_scan_size }
+                    DownloadError::TooLarge { limit: self.node.settings.max_scan_size }
                 }
                 Err(err) => DownloadError::Failed(err),
             };

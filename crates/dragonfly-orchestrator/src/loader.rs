@@ -4,50 +4,47 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use dragonfly_api::{Backoff, Client};
+use dragonfly_api::Backoff;
 
 use crate::capacity::Capacity;
 use crate::job::Leased;
+use crate::node::Handles;
 use crate::rules::Rules;
-use crate::settings::NodeSettings;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
 
 pub(crate) struct Loader<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) settings: &'a NodeSettings,
+    pub(crate) node: Handles<'a>,
     pub(crate) rules: &'a Rules<'a>,
-    pub(crate) stats: &'a Stats,
     pub(crate) capacity: &'a Capacity,
-    pub(crate) shutdown: &'a Shutdown,
     pub(crate) pending: Sender<Leased>,
 }
 
 impl Loader<'_> {
     pub(crate) fn run(self) {
-        let retry =
-            Backoff::new(Duration::from_millis(500), self.settings.load_duration.max(Duration::from_secs(1)));
+        let retry = Backoff::new(
+            Duration::from_millis(500),
+            self.node.settings.load_duration.max(Duration::from_secs(1)),
+        );
         let mut failures = 0u32;
-        while !self.shutdown.is_triggered() {
+        while !self.node.shutdown.is_triggered() {
             if !self.rules.ensure(None) {
                 // No rules yet: nothing can be scanned; `ensure` backs off.
-                self.shutdown.sleep(Duration::from_secs(1));
+                self.node.shutdown.sleep(Duration::from_secs(1));
                 continue;
             }
-            let batch = self.capacity.to_lease(self.stats.jobs_held());
+            let batch = self.capacity.to_lease(self.node.stats.jobs_held());
             if batch == 0 {
                 self.capacity.wait_for_room(Duration::from_millis(500));
                 continue;
             }
-            match self.client.lease_jobs(batch as usize) {
+            match self.node.client.lease_jobs(batch as usize) {
                 Ok(jobs) if jobs.is_empty() => {
                     failures = 0;
-                    log::debug!("no jobs; next request in {:?}", self.settings.load_duration);
-                    self.shutdown.sleep(self.settings.load_duration);
+                    log::debug!("no jobs; next request in {:?}", self.node.settings.load_duration);
+                    self.node.shutdown.sleep(self.node.settings.load_duration);
                 }
                 Ok(jobs) => {
                     failures = 0;
-                    self.stats.jobs_leased(jobs.len() as u64);
+                    self.node.stats.jobs_leased(jobs.len() as u64);
                     log::debug!("leased {} jobs", jobs.len());
                     let leased_at = Instant::now();
                     // New rules are fetched here, off the scanning threads,
@@ -61,7 +58,7 @@ impl Loader<'_> {
                     for job in jobs {
                         if self.pending.send(Leased { job, leased_at }).is_err() {
                             // No downloader is left (they only stop at exit).
-                            self.stats.jobs_dropped(1);
+                            self.node.stats.jobs_dropped(1);
                         }
                     }
                 }
@@ -69,7 +66,7 @@ impl Loader<'_> {
                     failures += 1;
                     let wait = retry.after(failures, err.retry_after());
                     log::warn!("can not lease jobs: {err}; retrying in {wait:?}");
-                    self.shutdown.sleep(wait);
+                    self.node.shutdown.sleep(wait);
                 }
             }
         }

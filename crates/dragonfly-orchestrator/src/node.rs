@@ -18,6 +18,16 @@ use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::sync::Budget;
 
+/// The node-wide handles every stage may use: the API client, the
+/// settings, the counters and the shutdown flag.
+#[derive(Clone, Copy)]
+pub(crate) struct Handles<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) settings: &'a NodeSettings,
+    pub(crate) stats: &'a Stats,
+    pub(crate) shutdown: &'a Shutdown,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
@@ -62,19 +72,13 @@ impl Node {
     pub fn run(self) -> Result<RunSummary, NodeError> {
         let settings = &self.settings;
         settings.validate()?;
-        let (client, stats, shutdown) = (&self.client, &*self.stats, &self.shutdown);
+        let node = Handles { client: &self.client, settings, stats: &self.stats, shutdown: &self.shutdown };
+        let (stats, shutdown) = (node.stats, node.shutdown);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(settings.threads)
             .thread_name(|i| format!("scan-{i}"))
             .build()?;
-        let rules = Rules::new(
-            client.clone(),
-            settings.limits.clone(),
-            settings.scan_timeout,
-            settings.rules_cache_dir.clone(),
-            Arc::clone(&self.stats),
-            &pool,
-        );
+        let rules = Rules::new(node, &pool);
         let capacity = Capacity::new(settings.threads, settings.bulk_size, settings.lease_timeout);
         let budget = Budget::new(settings.max_scan_size.saturating_mul(3 * settings.threads as u64 + 1));
         let (pending_tx, pending_rx) = crossbeam_channel::unbounded::<Leased>();
@@ -84,15 +88,11 @@ impl Node {
         std::thread::scope(|scope| {
             let (rules, capacity, budget, pool) = (&rules, &capacity, &budget, &pool);
             let started = (move || {
-                let loader =
-                    Loader { client, settings, rules, stats, capacity, shutdown, pending: pending_tx };
+                let loader = Loader { node, rules, capacity, pending: pending_tx };
                 spawn(scope, "loader".into(), move || loader.run())?;
                 for i in 0..(2 * settings.threads).clamp(2, 16) {
                     let downloader = Downloader {
-                        client,
-                        settings,
-                        stats,
-                        shutdown,
+                        node,
                         budget,
                         pending: pending_rx.clone(),
                         ready: ready_tx.clone(),
@@ -103,19 +103,10 @@ impl Node {
                 // Only the stages hold channel ends, so each channel closes
                 // when the stages feeding it have stopped.
                 drop((pending_rx, ready_tx));
-                let scanning = Scanning {
-                    pool,
-                    settings,
-                    rules,
-                    stats,
-                    capacity,
-                    shutdown,
-                    budget,
-                    ready: ready_rx,
-                    results: result_tx,
-                };
+                let scanning =
+                    Scanning { node, pool, rules, capacity, budget, ready: ready_rx, results: result_tx };
                 spawn(scope, "scan".into(), move || scanning.run())?;
-                let sender = ResultSender { client, settings, stats, capacity, shutdown, results: result_rx };
+                let sender = ResultSender { node, capacity, results: result_rx };
                 spawn(scope, "sender".into(), move || sender.run())
             })();
             if let Err(err) = started {

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use dragonfly_api::{Backoff, Client};
-use dragonfly_engine::{CompileError, Engine, Limits, RuleSet};
+use dragonfly_api::Backoff;
+use dragonfly_engine::{CompileError, Engine, RuleSet};
 
-use crate::stats::Stats;
+use crate::node::Handles;
 
 /// Waits after failed rule fetches or compiles: 5 s, doubling up to 10 min.
 const RETRY: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
@@ -34,14 +34,10 @@ impl RulesError {
 
 /// Holds the engine for the current rules. Readers clone the engine (an
 /// `Arc` inside) and keep scanning with it even after a swap.
-pub(crate) struct Rules<'p> {
-    client: Client,
-    limits: Limits,
-    timeout: Duration,
-    cache_dir: Option<PathBuf>,
-    stats: Arc<Stats>,
+pub(crate) struct Rules<'a> {
+    node: Handles<'a>,
     /// The scanning pool; rule groups are compiled on it.
-    pool: &'p rayon::ThreadPool,
+    pool: &'a rayon::ThreadPool,
     current: RwLock<Option<Engine>>,
     /// Serialises refreshes so that a rule set is fetched and compiled once.
     refresh: Mutex<RetryState>,
@@ -56,25 +52,9 @@ struct RetryState {
     failed_hash: Option<String>,
 }
 
-impl<'p> Rules<'p> {
-    pub(crate) fn new(
-        client: Client,
-        limits: Limits,
-        timeout: Duration,
-        cache_dir: Option<PathBuf>,
-        stats: Arc<Stats>,
-        pool: &'p rayon::ThreadPool,
-    ) -> Self {
-        Rules {
-            client,
-            limits,
-            timeout,
-            cache_dir,
-            stats,
-            pool,
-            current: RwLock::new(None),
-            refresh: Mutex::new(RetryState::default()),
-        }
+impl<'a> Rules<'a> {
+    pub(crate) fn new(node: Handles<'a>, pool: &'a rayon::ThreadPool) -> Self {
+        Rules { node, pool, current: RwLock::new(None), refresh: Mutex::new(RetryState::default()) }
     }
 
     /// The engine for the current rules, if any were loaded yet.
@@ -135,7 +115,7 @@ impl<'p> Rules<'p> {
                 }
             }
             Err(err) => {
-                self.stats.rules_failed();
+                self.node.stats.rules_failed();
                 backoff.failures += 1;
                 let wait = RETRY.delay(backoff.failures);
                 backoff.next_try = Some(Instant::now() + wait);
@@ -153,7 +133,7 @@ impl<'p> Rules<'p> {
 
     /// The engine for the rules the server serves now.
     fn fetch_and_compile(&self) -> Result<Engine, RulesError> {
-        let set = self.client.rules()?;
+        let set = self.node.client.rules()?;
         if let Some(current) = self.current().filter(|e| e.rules().hash() == set.hash) {
             return Ok(current);
         }
@@ -169,9 +149,12 @@ impl<'p> Rules<'p> {
                 compiled
             }
         };
-        self.stats.rules_loaded(&set.hash, started.elapsed());
+        self.node.stats.rules_loaded(&set.hash, started.elapsed());
         log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
-        Ok(Engine::new(Arc::new(rules)).with_limits(self.limits.clone()).with_timeout(self.timeout))
+        let settings = self.node.settings;
+        Ok(Engine::new(Arc::new(rules))
+            .with_limits(settings.limits.clone())
+            .with_timeout(settings.scan_timeout))
     }
 
     fn cache_path(&self, hash: &str) -> Option<PathBuf> {
@@ -179,7 +162,13 @@ impl<'p> Rules<'p> {
         if !safe || hash.is_empty() {
             return None;
         }
-        Some(self.cache_dir.as_ref()?.join(format!("{hash}.v{}.rules", env!("CARGO_PKG_VERSION"))))
+        Some(
+            self.node
+                .settings
+                .rules_cache_dir
+                .as_ref()?
+                .join(format!("{hash}.v{}.rules", env!("CARGO_PKG_VERSION"))),
+        )
     }
 
     fn load_cached(&self, hash: &str) -> Option<RuleSet> {

@@ -13,19 +13,15 @@ use dragonfly_engine::DistributionReport;
 use crate::capacity::Capacity;
 use crate::failure::{FailureReason, Problem, Stage};
 use crate::job::{Downloaded, JobState, hand_over, panic_message};
+use crate::node::Handles;
 use crate::rules::Rules;
-use crate::settings::NodeSettings;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
 use crate::sync::Budget;
 
 pub(crate) struct Scanning<'a> {
+    pub(crate) node: Handles<'a>,
     pub(crate) pool: &'a rayon::ThreadPool,
-    pub(crate) settings: &'a NodeSettings,
     pub(crate) rules: &'a Rules<'a>,
-    pub(crate) stats: &'a Stats,
     pub(crate) capacity: &'a Capacity,
-    pub(crate) shutdown: &'a Shutdown,
     /// Where downloaded bytes are given back once scanned.
     pub(crate) budget: &'a Budget,
     pub(crate) ready: Receiver<Downloaded>,
@@ -36,11 +32,11 @@ impl Scanning<'_> {
     pub(crate) fn run(self) {
         // One distribution per thread at a time, so that downloads wait in
         // their channel (and budget) rather than in the pool's queue.
-        let slots = Budget::new(self.settings.threads as u64);
+        let slots = Budget::new(self.node.settings.threads as u64);
         let (this, slots) = (&self, &slots);
         self.pool.in_place_scope(|scope| {
             for downloaded in &this.ready {
-                if this.shutdown.is_past(this.settings.grace_period) {
+                if this.node.shutdown.is_past(this.node.settings.grace_period) {
                     // Abandoned: the job stays counted as held.
                     this.budget.release(downloaded.reserved);
                     continue;
@@ -78,7 +74,7 @@ impl Scanning<'_> {
         let started = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| engine.scan_archive(&url, bytes))) {
             Ok(report) => {
-                self.stats.distribution_scanned(&report, started.elapsed());
+                self.node.stats.distribution_scanned(&report, started.elapsed());
                 Ok(report)
             }
             Err(panic) => {
@@ -102,6 +98,6 @@ impl Scanning<'_> {
             package = job.job.name.as_str(), version = job.job.version.as_str();
             "scanned in {:?}", job.started.elapsed()
         );
-        hand_over(self.stats, &self.results, &job.job, outcome);
+        hand_over(self.node.stats, &self.results, &job.job, outcome);
     }
 }

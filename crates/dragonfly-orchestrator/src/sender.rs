@@ -6,22 +6,17 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use dragonfly_api::{Backoff, Client, ErrorKind, JobResult};
+use dragonfly_api::{Backoff, ErrorKind, JobResult};
 
 use crate::capacity::Capacity;
-use crate::settings::NodeSettings;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::node::Handles;
 
 /// Waits after a whole round of failed deliveries.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
 pub(crate) struct ResultSender<'a> {
-    pub(crate) client: &'a Client,
-    pub(crate) settings: &'a NodeSettings,
-    pub(crate) stats: &'a Stats,
+    pub(crate) node: Handles<'a>,
     pub(crate) capacity: &'a Capacity,
-    pub(crate) shutdown: &'a Shutdown,
     pub(crate) results: Receiver<JobResult>,
 }
 
@@ -30,7 +25,7 @@ impl ResultSender<'_> {
         let mut queue: VecDeque<JobResult> = VecDeque::new();
         let mut failures = 0u32;
         loop {
-            if self.shutdown.is_past(self.settings.grace_period) {
+            if self.node.shutdown.is_past(self.node.settings.grace_period) {
                 if !queue.is_empty() {
                     log::warn!("grace period over: {} results not delivered", queue.len());
                 }
@@ -48,11 +43,11 @@ impl ResultSender<'_> {
             let Some(result) = queue.front() else { continue };
             let (package, version) = (result.name().to_owned(), result.version().to_owned());
             let (package, version) = (package.as_str(), version.as_str());
-            match self.client.submit(result) {
+            match self.node.client.submit(result) {
                 Ok(()) => {
                     failures = 0;
                     self.capacity.set_delivery_blocked(false);
-                    self.stats.result_delivered();
+                    self.node.stats.result_delivered();
                     log::debug!(package, version; "result delivered");
                     self.done(&mut queue);
                 }
@@ -60,7 +55,7 @@ impl ResultSender<'_> {
                 // for a problem on this side.
                 Err(err) if err.is_transient() || err.kind() == ErrorKind::Auth => {
                     failures += 1;
-                    self.stats.result_retried();
+                    self.node.stats.result_retried();
                     // One result the server keeps refusing must not hold up
                     // the others: try the next one first. Only when a whole
                     // round failed does the node back off, and it stops
@@ -85,7 +80,7 @@ impl ResultSender<'_> {
                 Err(err) => {
                     failures = 0;
                     self.capacity.set_delivery_blocked(false);
-                    self.stats.result_dropped();
+                    self.node.stats.result_dropped();
                     match err.kind() {
                         ErrorKind::NotFound | ErrorKind::Conflict => {
                             log::warn!(package, version; "server no longer wants this result ({err}); dropped")
@@ -106,10 +101,10 @@ impl ResultSender<'_> {
     /// Sleeps `wait`, cut short when shutdown starts (to try at once) and
     /// never past the end of the grace period.
     fn pause(&self, wait: Duration) {
-        match self.shutdown.time_left(self.settings.grace_period) {
+        match self.node.shutdown.time_left(self.node.settings.grace_period) {
             Some(left) => std::thread::sleep(wait.min(left)),
             None => {
-                self.shutdown.sleep(wait);
+                self.node.shutdown.sleep(wait);
             }
         }
     }

@@ -250,12 +250,7 @@ fn shutdown_delivers_the_results_of_held_jobs() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
     server.set_rules("r", bundled_rules());
     // Slow downloads keep jobs in flight when shutdown starts.
-    server.add_fault(Fault {
-        endpoint: Endpoint::Download,
-        action: FaultAction::Delay(Duration::from_millis(300)),
-        rate: 1.0,
-        limit: None,
-    });
+    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_millis(300))));
     for i in 0..6 {
         let name = format!("held{i}");
         server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));

@@ -66,6 +66,20 @@ pub struct FixturePackage {
     pub expected_rules: Vec<String>,
 }
 
+/// The rule files (`*.yar`, `*.yara`) directly in `dir`, keyed by file
+/// name: the shape of `GET /rules`.
+pub fn rule_files(dir: &std::path::Path) -> std::io::Result<std::collections::BTreeMap<String, String>> {
+    let mut rules = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if path.is_file() && (name.ends_with(".yar") || name.ends_with(".yara")) {
+            rules.insert(name, std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(rules)
+}
+
 /// Fixed modification time of every archive member (2024-01-01T00:00:00Z).
 const MTIME: u64 = 1_704_067_200;
 

@@ -12,22 +12,11 @@ use dragonfly_testkit::server::{
 };
 use serde_json::{Value, json};
 
+mod common;
+
+use common::{agent, send_json};
+
 type Reply = (u16, Value);
-
-fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build();
-    ureq::Agent::new_with_config(config)
-}
-
-type Sent = Result<ureq::http::Response<ureq::Body>, ureq::Error>;
-
-/// Sends `body` as JSON (the workspace's ureq has no `json` feature).
-fn send_json(request: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &Value) -> Sent {
-    request.content_type("application/json").send(body.to_string())
-}
 
 fn start(config: ServerConfig) -> FakeServer {
     FakeServer::start(config).expect("server starts")

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
+use common::{agent, send_json};
+
 /// Kills the child if the test fails half-way.
 struct Running(Child);
 
@@ -18,21 +22,6 @@ impl Drop for Running {
             let _ = self.0.wait();
         }
     }
-}
-
-fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build();
-    ureq::Agent::new_with_config(config)
-}
-
-type Sent = Result<ureq::http::Response<ureq::Body>, ureq::Error>;
-
-/// Sends `body` as JSON (the workspace's ureq has no `json` feature).
-fn send_json(request: ureq::RequestBuilder<ureq::typestate::WithBody>, body: &Value) -> Sent {
-    request.content_type("application/json").send(body.to_string())
 }
 
 fn json_of(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {

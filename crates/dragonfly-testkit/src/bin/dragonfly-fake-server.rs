@@ -104,7 +104,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let server =
         FakeServer::bind(args.listen, config).with_context(|| format!("cannot listen on {}", args.listen))?;
     if let Some(dir) = &args.rules {
-        let rules = load_rules(dir)?;
+        let rules = dragonfly_testkit::fixtures::rule_files(dir)
+            .with_context(|| format!("cannot read rules from {}", dir.display()))?;
+        if rules.is_empty() {
+            bail!("no *.yar or *.yara files in {}", dir.display());
+        }
         server.set_rules(&rules_hash(&rules), rules);
     }
     if let Some(dir) = &args.packages {
@@ -172,22 +176,6 @@ fn files_in(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     }
     files.sort();
     Ok(files)
-}
-
-fn load_rules(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut rules = BTreeMap::new();
-    for (name, path) in files_in(dir)? {
-        if !(name.ends_with(".yar") || name.ends_with(".yara")) {
-            continue;
-        }
-        let source =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        rules.insert(name, source);
-    }
-    if rules.is_empty() {
-        bail!("no *.yar or *.yara files in {}", dir.display());
-    }
-    Ok(rules)
 }
 
 type Releases = BTreeMap<(String, String), Vec<Distribution>>;
