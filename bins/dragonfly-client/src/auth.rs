@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
-    /// `auth0` (default).
+    /// `auto` (default): the scheme the credentials describe. A user name
+    /// or password means Auth0; a client id and secret alone, a Cloudflare
+    /// Access service token.
     #[default]
+    Auto,
+    /// `auth0`.
     Auth0,
     /// `cloudflare`.
     Cloudflare,
@@ -25,6 +29,7 @@ pub enum AuthMode {
 impl fmt::Display for AuthMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            AuthMode::Auto => "auto",
             AuthMode::Auth0 => "auth0",
             AuthMode::Cloudflare => "cloudflare",
             AuthMode::Token => "token",
@@ -68,6 +73,45 @@ pub struct AuthSettings<'a> {
 }
 
 impl AuthSettings<'_> {
+    /// The scheme in use: the explicit mode, or in `auto` the one the
+    /// credentials describe.
+    pub fn effective_mode(&self) -> Result<AuthMode> {
+        let given = |value: Option<&str>| value.is_some_and(|v| !v.trim().is_empty());
+        let given_secret = |value: Option<&Secret>| value.is_some_and(|v| !v.is_empty());
+        if self.mode != AuthMode::Auto {
+            return Ok(self.mode);
+        }
+        if given(self.username) || given_secret(self.password) || self.grant == GrantType::ClientCredentials {
+            return Ok(AuthMode::Auth0);
+        }
+        if given(self.client_id) || given_secret(self.client_secret) {
+            return Ok(AuthMode::Cloudflare);
+        }
+        bail!(
+            "no credentials are set: for Cloudflare Access set DRAGONFLY_CLIENT_ID and \
+             DRAGONFLY_CLIENT_SECRET (the service token); for Auth0 set those and \
+             DRAGONFLY_USERNAME and DRAGONFLY_PASSWORD; or set DRAGONFLY_AUTH_MODE=none \
+             for a server without authentication"
+        )
+    }
+
+    /// What to tell an operator whose credentials the server refuses.
+    pub fn hint(&self) -> Option<String> {
+        match self.effective_mode().ok()? {
+            AuthMode::Cloudflare => Some(
+                "check DRAGONFLY_CLIENT_ID and DRAGONFLY_CLIENT_SECRET, the Cloudflare Access service token"
+                    .to_owned(),
+            ),
+            AuthMode::Auth0 => Some(
+                "check DRAGONFLY_CLIENT_ID, DRAGONFLY_CLIENT_SECRET, DRAGONFLY_USERNAME, DRAGONFLY_PASSWORD \
+                 and DRAGONFLY_AUDIENCE"
+                    .to_owned(),
+            ),
+            AuthMode::Token => Some("check DRAGONFLY_TOKEN".to_owned()),
+            AuthMode::Auto | AuthMode::None => None,
+        }
+    }
+
     /// Checks that the chosen mode has what it needs and builds the [`Auth`].
     /// The error names the missing setting, never a value.
     pub fn to_auth(&self) -> Result<Auth> {
@@ -83,14 +127,14 @@ impl AuthSettings<'_> {
                 _ => bail!("{name} is not set"),
             }
         }
-        Ok(match self.mode {
+        Ok(match self.effective_mode()? {
             AuthMode::None => Auth::None,
             AuthMode::Token => Auth::Token(secret(self.token, "DRAGONFLY_TOKEN")?),
             AuthMode::Cloudflare => Auth::Cloudflare {
                 client_id: text(self.client_id, "DRAGONFLY_CLIENT_ID")?.to_owned(),
                 client_secret: secret(self.client_secret, "DRAGONFLY_CLIENT_SECRET")?,
             },
-            AuthMode::Auth0 => {
+            AuthMode::Auth0 | AuthMode::Auto => {
                 let grant = match self.grant {
                     GrantType::ClientCredentials => Grant::ClientCredentials,
                     GrantType::Password => Grant::Password {
@@ -116,7 +160,7 @@ mod tests {
 
     fn settings() -> AuthSettings<'static> {
         AuthSettings {
-            mode: AuthMode::Auth0,
+            mode: AuthMode::Auto,
             grant: GrantType::Password,
             auth0_domain: dragonfly_api::DEFAULT_AUTH0_DOMAIN,
             audience: dragonfly_api::DEFAULT_AUDIENCE,
@@ -129,8 +173,30 @@ mod tests {
     }
 
     #[test]
+    fn auto_picks_the_scheme_the_credentials_describe() {
+        let secret = Secret::new("s");
+        let service_token =
+            AuthSettings { client_id: Some("id"), client_secret: Some(&secret), ..settings() };
+        assert!(matches!(service_token.to_auth().unwrap(), Auth::Cloudflare { .. }));
+        let account = AuthSettings { username: Some("node"), password: Some(&secret), ..service_token };
+        assert!(matches!(account.to_auth().unwrap(), Auth::Auth0 { grant: Grant::Password { .. }, .. }));
+        let half = AuthSettings { username: Some("node"), ..settings() };
+        assert!(half.to_auth().unwrap_err().to_string().contains("DRAGONFLY_PASSWORD"));
+        let nothing = settings().to_auth().unwrap_err().to_string();
+        for name in
+            ["DRAGONFLY_CLIENT_ID", "DRAGONFLY_CLIENT_SECRET", "DRAGONFLY_USERNAME", "DRAGONFLY_AUTH_MODE"]
+        {
+            assert!(nothing.contains(name), "{nothing}");
+        }
+        // An explicit mode wins.
+        let forced = AuthSettings { mode: AuthMode::Auth0, ..service_token };
+        assert!(forced.to_auth().unwrap_err().to_string().contains("DRAGONFLY_USERNAME"));
+        assert!(service_token.hint().unwrap().contains("Cloudflare Access"));
+    }
+
+    #[test]
     fn validation_names_the_missing_setting() {
-        let err = settings().to_auth().unwrap_err();
+        let err = AuthSettings { mode: AuthMode::Auth0, ..settings() }.to_auth().unwrap_err();
         assert!(err.to_string().contains("DRAGONFLY_USERNAME"), "{err}");
 
         let secret = Secret::new("pw-very-secret");
@@ -157,7 +223,7 @@ mod tests {
 
     #[test]
     fn modes_read_and_print_alike() {
-        for mode in [AuthMode::Auth0, AuthMode::Cloudflare, AuthMode::Token, AuthMode::None] {
+        for mode in [AuthMode::Auto, AuthMode::Auth0, AuthMode::Cloudflare, AuthMode::Token, AuthMode::None] {
             let text = mode.to_string();
             let back: AuthMode = serde_json::from_value(serde_json::Value::String(text)).unwrap();
             assert_eq!(back, mode);

@@ -47,8 +47,9 @@ INPUTS:
   path/to/pkg-1.0.tar.gz     a distribution archive (sdist, wheel, zip, egg, tar.bz2, tar.xz)
   path/to/dir                every file under a directory, as one distribution
   https://host/pkg-1.0.whl   a distribution downloaded into memory
-  pypi:NAME==VERSION         every distribution of a PyPI release
-  pypi:NAME                  the latest release
+  pypi:NAME==VERSION         every distribution of a release on the package
+                             index (checked against the index's sha256)
+  pypi:NAME                  the latest release (yanked files skipped)
 
 Name and version of a file or URL come from the wheel/sdist file-name
 conventions (name-version.tar.gz, name-version-py3-none-any.whl).
@@ -91,7 +92,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
-    /// PyPI JSON API base for pypi: inputs.
-    #[arg(long, value_name = "URL", default_value = dragonfly_api::pypi::DEFAULT_INDEX)]
-    pub pypi_index: String,
+    /// Package index (simple repository API) for pypi: inputs [default:
+    /// PIP_INDEX_URL, else UV_INDEX_URL, else https://pypi.org/simple].
+    #[arg(long, value_name = "URL", alias = "pypi-index")]
+    pub index_url: Option<String>,
 }

@@ -147,18 +147,22 @@ const TEXT_KEYS: &[&str] = &[
 /// Names of the settings that hold secrets.
 const SECRET_KEYS: &[&str] = &["client_secret", "password", "token"];
 
+/// Other names operators use for a setting: `(alias, setting)`. The
+/// setting's own `DRAGONFLY_` name wins when both are set.
+const ALIASES: &[(&str, &str)] =
+    &[("DRAGONFLY_CF_ACCESS_CLIENT_ID", "client_id"), ("DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "client_secret")];
+
 impl Config {
     /// Loads defaults < `config_file` (if it exists) < `DRAGONFLY_*`
     /// environment, then validates.
     pub fn load(config_file: &Path) -> Result<Config> {
         // figment reads `DRAGONFLY_PASSWORD=0123` as a number; text settings
         // are taken from the environment verbatim instead.
-        let verbatim: BTreeMap<&str, String> = TEXT_KEYS
-            .iter()
-            .filter_map(|key| {
-                std::env::var(format!("DRAGONFLY_{}", key.to_uppercase())).ok().map(|v| (*key, v))
-            })
-            .collect();
+        let mut verbatim: BTreeMap<&str, String> =
+            ALIASES.iter().filter_map(|(alias, key)| std::env::var(alias).ok().map(|v| (*key, v))).collect();
+        verbatim.extend(TEXT_KEYS.iter().filter_map(|key| {
+            std::env::var(format!("DRAGONFLY_{}", key.to_uppercase())).ok().map(|v| (*key, v))
+        }));
         Self::from_figment(
             Figment::from(Serialized::defaults(Config::default()))
                 .merge(Toml::file(config_file))
@@ -208,7 +212,8 @@ impl Config {
             }
         }
         check_url("base_url", &self.base_url)?;
-        if self.auth_mode == AuthMode::Auth0 {
+        let auth = self.auth_settings();
+        if auth.effective_mode().ok() == Some(AuthMode::Auth0) {
             let domain = if self.auth0_domain.contains("://") {
                 self.auth0_domain.clone()
             } else {
@@ -216,12 +221,11 @@ impl Config {
             };
             check_url("auth0_domain", &domain)?;
         }
-        self.auth_settings().to_auth().map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (required for auth_mode {:?}, grant_type {:?})",
-                self.auth_mode,
-                self.grant_type
-            )
+        auth.to_auth().map_err(|e| match auth.effective_mode() {
+            Ok(mode) => {
+                anyhow::anyhow!("{e} (required for auth_mode {mode}, grant_type {:?})", self.grant_type)
+            }
+            Err(_) => e,
         })?;
         if let Some(addr) = &self.metrics_addr {
             addr.parse::<std::net::SocketAddr>().map_err(|e| {
@@ -254,10 +258,16 @@ impl Config {
 
     /// The API client settings (call after [`Config::validate`]).
     pub fn client_config(&self) -> Result<ClientConfig> {
-        let auth = self.auth_settings().to_auth()?;
-        let mut config = ClientConfig::new(self.base_url.clone(), auth);
+        let settings = self.auth_settings();
+        let mut config = ClientConfig::new(self.base_url.clone(), settings.to_auth()?);
+        config.auth_hint = settings.hint();
         config.connect_timeout = Duration::from_secs(self.http_timeout);
         config.read_timeout = Duration::from_secs(self.http_timeout);
+        // No call or download may outlast the lease it serves: a result
+        // after it is refused, and a stalled call holds up others.
+        let lease = Duration::from_secs(self.lease_timeout);
+        config.request_timeout = Some((lease / 4).max(Duration::from_secs(5)));
+        config.download_timeout = Some((lease * 3 / 4).max(Duration::from_secs(5)));
         config.ca_cert = self.ca_cert.clone();
         Ok(config)
     }
@@ -310,7 +320,7 @@ mod tests {
     #[test]
     fn defaults_match_the_protocol() {
         let c = Config::default();
-        assert_eq!(c.auth_mode, AuthMode::Auth0);
+        assert_eq!(c.auth_mode, AuthMode::Auto);
         assert_eq!(c.base_url, "https://dragonfly.vipyrsec.com");
         assert_eq!(c.auth0_domain, "vipyrsec.us.auth0.com");
         assert_eq!(c.audience, "https://dragonfly.vipyrsec.com");
@@ -373,6 +383,34 @@ mod tests {
             assert!(err.contains("DRAGONFLY_PASSWORD is not set"), "{err}");
             jail.set_env("DRAGONFLY_GRANT_TYPE", "client_credentials");
             load_in_jail(jail).map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_service_token_alone_selects_cloudflare_access_also_by_alias() {
+        Jail::expect_with(|jail| {
+            jail.set_env("DRAGONFLY_CF_ACCESS_CLIENT_ID", "id.access");
+            jail.set_env("DRAGONFLY_CF_ACCESS_CLIENT_SECRET", "0123");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.client_id.as_deref(), Some("id.access"));
+            assert_eq!(c.client_secret.as_ref().map(Secret::expose), Some("0123"));
+            let client = c.client_config().map_err(|e| e.to_string())?;
+            assert!(matches!(client.auth, dragonfly_api::Auth::Cloudflare { .. }), "{:?}", client.auth);
+            assert!(client.auth_hint.unwrap_or_default().contains("DRAGONFLY_CLIENT_SECRET"));
+            // The setting's own name wins over the alias.
+            jail.set_env("DRAGONFLY_CLIENT_ID", "id.own");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.client_id.as_deref(), Some("id.own"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_credentials_name_both_ways_to_configure_them() {
+        Jail::expect_with(|jail| {
+            let err = load_in_jail(jail).unwrap_err().to_string();
+            assert!(err.contains("DRAGONFLY_CLIENT_SECRET") && err.contains("DRAGONFLY_USERNAME"), "{err}");
             Ok(())
         });
     }

@@ -312,6 +312,7 @@ mod tests {
     fn every_counter_is_exposed_with_prometheus_names() {
         let stats = Arc::new(Stats::default());
         stats.jobs_leased(5);
+        stats.set_jobs_held(4);
         for _ in 0..3 {
             stats.job_succeeded();
         }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::Running;
 use dragonfly_testkit::fixtures::{self, FixtureFile};
-use dragonfly_testkit::server::{Distribution, Endpoint, FakeServer, Fault, FaultAction, ServerConfig};
+use dragonfly_testkit::server::{
+    AuthMode, Distribution, Endpoint, FakeServer, Fault, FaultAction, ServerConfig,
+};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -272,4 +274,99 @@ fn sigterm_finishes_held_jobs_and_exits_0() {
     let delivered = server.results().iter().filter(|r| r.status == 200).count() as u64;
     assert_eq!(delivered, server.stats().leases, "every held job reported: {log}");
     assert!(log.contains("finishing held jobs"), "{log}");
+}
+
+/// Today's production: a Cloudflare Access edge that checks a service token
+/// on every request and sets no cookie.
+fn production_server() -> FakeServer {
+    let auth = AuthMode::Cloudflare { client_id: "node-7.access".into(), client_secret: "svc-secret".into() };
+    let server = FakeServer::start(ServerConfig { auth, ..ServerConfig::default() }).unwrap();
+    server.set_rules("prod-rules", fixtures::production_rules());
+    for name in ["cf-one", "cf-two"] {
+        let files = [FixtureFile { path: "m.py".into(), data: b"import os\nprint(os.environ)\n".to_vec() }];
+        server.add_package(
+            name,
+            "1.0",
+            vec![Distribution::new(
+                fixtures::sdist_filename(name, "1.0"),
+                fixtures::sdist(name, "1.0", &files),
+            )],
+        );
+    }
+    server
+}
+
+fn production_node(server: &FakeServer, secret: &str, dir: &Path) -> Running {
+    Running::new(
+        bin()
+            .current_dir(dir)
+            .env("DRAGONFLY_BASE_URL", server.url())
+            .env("DRAGONFLY_CLIENT_ID", "node-7.access")
+            .env("DRAGONFLY_CLIENT_SECRET", secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_service_token_alone_runs_a_node_behind_cloudflare_access() {
+    let server = production_server();
+    let dir = tempfile::tempdir().unwrap();
+    let node = production_node(&server, "svc-secret", dir.path());
+    let drained = server.wait_drained(Duration::from_secs(120));
+    let output = node.terminate_with_output();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(drained, "{:?}\n{log}", server.stats());
+    assert_eq!(output.status.code(), Some(0), "{log}");
+    assert!(log.contains("auth cloudflare"), "{log}");
+    let results = server.results();
+    assert_eq!(results.iter().filter(|r| r.status == 200).count(), 2, "{results:?}");
+    assert!(results.iter().all(|r| r.body["commit"] == "prod-rules"), "{results:?}");
+}
+
+#[test]
+fn a_refused_service_token_is_reported_with_the_settings_to_check() {
+    let server = production_server();
+    let dir = tempfile::tempdir().unwrap();
+    let node = production_node(&server, "wrong-secret", dir.path());
+    let started = Instant::now();
+    while server.stats().unauthorized == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = node.terminate_with_output();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("login page") && log.contains("DRAGONFLY_CLIENT_SECRET"), "{log}");
+    assert!(!log.contains("<!DOCTYPE") && !log.contains("wrong-secret"), "{log}");
+    assert_eq!(server.stats().leases, 0);
+}
+
+#[test]
+fn scan_pypi_resolves_through_the_index_pip_would_use() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let evil = [FixtureFile { path: "setup.py".into(), data: install_hook_setup_py() }];
+    let clean = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];
+    for (version, files) in [("1.0", &evil), ("2.0", &clean)] {
+        let dist = Distribution::new(
+            fixtures::sdist_filename("evil", version),
+            fixtures::sdist("evil", version, files),
+        );
+        server.add_package("evil", version, vec![dist]);
+    }
+    server.yank("evil", "2.0");
+    let index = format!("{}/simple", server.url());
+    let (code, stdout, stderr) =
+        run(bin().args(["scan", "--format", "json", "pypi:evil"]).env("PIP_INDEX_URL", &index));
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["version"], "1.0", "2.0 is yanked: {stdout}");
+    assert!(report[0]["score"].as_i64().unwrap() > 0, "{stdout}");
+    // Named exactly, the yanked release is scanned; --index-url wins over the environment.
+    let (code, stdout, stderr) = run(bin()
+        .args(["scan", "--format", "json", "--index-url", &index, "pypi:evil==2.0"])
+        .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple"));
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((report[0]["version"].as_str(), report[0]["score"].as_i64()), (Some("2.0"), Some(0)));
 }

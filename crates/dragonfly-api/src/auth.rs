@@ -16,7 +16,7 @@ use ureq::http::{self, HeaderValue};
 use crate::backoff::Backoff;
 use crate::config::{Auth, ClientConfig, Grant, auth0_token_url};
 use crate::error::{Error, ErrorKind};
-use crate::http::{TokenHttp, status_error};
+use crate::http::TokenHttp;
 use crate::secret::Secret;
 
 /// Renew at most this long before expiry (less for short-lived credentials).
@@ -25,6 +25,9 @@ const RENEW_MARGIN: Duration = Duration::from_secs(60);
 const MAX_TOKEN_RESPONSE: u64 = 1024 * 1024;
 /// Cloudflare Access's cookie name.
 const CF_COOKIE: &str = "CF_Authorization";
+/// Server errors in a row on authenticated calls after which the
+/// credential is renewed.
+const SERVER_ERRORS_BEFORE_RENEWAL: u32 = 3;
 
 type OAuthClient = BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
@@ -41,7 +44,9 @@ pub(crate) struct Credential {
 #[derive(Clone, Debug)]
 enum CredentialValue {
     Bearer(Secret),
-    CloudflareCookie(Secret),
+    /// The Cloudflare Access service-token headers go on every request;
+    /// the `CF_Authorization` cookie too, once an edge has set one.
+    Cloudflare(Option<Secret>),
 }
 
 impl Credential {
@@ -65,9 +70,10 @@ impl Credential {
         self.expires_at.is_none_or(|expires_at| now < expires_at)
     }
 
-    fn secret(&self) -> &Secret {
+    fn secret(&self) -> Option<&Secret> {
         match &self.value {
-            CredentialValue::Bearer(value) | CredentialValue::CloudflareCookie(value) => value,
+            CredentialValue::Bearer(value) => Some(value),
+            CredentialValue::Cloudflare(cookie) => cookie.as_ref(),
         }
     }
 }
@@ -85,12 +91,15 @@ struct State {
     refusals: u32,
     retry_at: Option<Instant>,
     last_failure: Option<Error>,
+    /// The server accepted a call (Cloudflare Access has no login to tell).
+    confirmed: bool,
+    /// Server errors in a row on authenticated calls.
+    server_errors: u32,
 }
 
 /// Owns the authentication scheme and the shared credential.
 pub(crate) struct Authenticator {
     auth: Auth,
-    base_url: String,
     agent: Agent,
     oauth: Option<OAuthClient>,
     backoff: Backoff,
@@ -103,7 +112,7 @@ pub(crate) struct Authenticator {
 }
 
 impl Authenticator {
-    pub(crate) fn new(config: &ClientConfig, base_url: &str, agent: Agent) -> Result<Self, Error> {
+    pub(crate) fn new(config: &ClientConfig, agent: Agent) -> Result<Self, Error> {
         let oauth = match &config.auth {
             Auth::Auth0 { domain, client_id, client_secret, .. } => {
                 let token_url = TokenUrl::new(auth0_token_url(domain)).map_err(|err| {
@@ -120,7 +129,6 @@ impl Authenticator {
         };
         Ok(Authenticator {
             auth: config.auth.clone(),
-            base_url: base_url.to_owned(),
             agent,
             oauth,
             backoff: config.login_backoff,
@@ -135,9 +143,15 @@ impl Authenticator {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether a 401 can be fixed by logging in again.
+    /// Whether a 401 can be fixed by logging in again (Auth0), or by
+    /// dropping a stale Cloudflare cookie and sending the headers alone.
     pub(crate) fn can_renew(&self) -> bool {
         matches!(self.auth, Auth::Auth0 { .. } | Auth::Cloudflare { .. })
+    }
+
+    /// Whether the scheme is Cloudflare Access.
+    pub(crate) fn is_cloudflare(&self) -> bool {
+        matches!(self.auth, Auth::Cloudflare { .. })
     }
 
     /// A credential for the next request: the shared one, or a new login.
@@ -150,7 +164,17 @@ impl Authenticator {
             Auth::Token(token) => {
                 return Ok(Some(Credential::new(CredentialValue::Bearer(token.clone()), None)));
             }
-            Auth::Auth0 { .. } | Auth::Cloudflare { .. } => {}
+            Auth::Cloudflare { .. } => {
+                // Nothing to log in to: the headers are the credential.
+                let state = self.lock();
+                let now = Instant::now();
+                let held = state.credential.as_ref().filter(|c| c.is_usable(now));
+                let mut credential =
+                    held.cloned().unwrap_or_else(|| Credential::new(CredentialValue::Cloudflare(None), None));
+                credential.generation = state.generation;
+                return Ok(Some(credential));
+            }
+            Auth::Auth0 { .. } => {}
         }
         let mut state = self.lock();
         loop {
@@ -241,19 +265,76 @@ impl Authenticator {
         log::warn!("{err}; the renewed credential was refused, next login in {:.1} s", delay.as_secs_f64());
     }
 
-    /// The API accepted a credential: forget earlier refusals.
+    /// The API accepted a credential: forget earlier refusals and errors.
     pub(crate) fn confirm(&self) {
         if !self.can_renew() {
             return;
         }
         let mut state = self.lock();
         state.refusals = 0;
+        state.server_errors = 0;
+        state.confirmed = true;
+    }
+
+    /// The server failed (5xx) on a call made with `generation`. A server
+    /// that cannot verify a token it issued itself (its identity provider
+    /// rotated the signing key) answers so to every call: after a few in a
+    /// row, or at once when it says so, the credential is dropped and the
+    /// next call logs in again (within the login backoff).
+    /// Returns whether the credential was dropped.
+    pub(crate) fn server_error(&self, generation: u64, err: &Error) -> bool {
+        if !matches!(self.auth, Auth::Auth0 { .. }) {
+            return false;
+        }
+        let mut state = self.lock();
+        state.server_errors = state.server_errors.saturating_add(1);
+        let says_so = err.message().contains("Unable to verify credentials");
+        let same = state.credential.as_ref().is_some_and(|c| c.generation == generation);
+        if same && (says_so || state.server_errors >= SERVER_ERRORS_BEFORE_RENEWAL) {
+            log::warn!("{err}; renewing the credential");
+            state.credential = None;
+            state.server_errors = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Keeps the `CF_Authorization` cookie of a Cloudflare Access response.
+    pub(crate) fn observe(&self, headers: &http::HeaderMap) {
+        if !self.is_cloudflare() {
+            return;
+        }
+        let Some(cookie) = headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(cf_cookie_value)
+        else {
+            return;
+        };
+        let lifetime = jwt_expiry(&cookie).map(|exp| {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            Duration::from_secs(exp.saturating_sub(now))
+        });
+        let mut state = self.lock();
+        if state.credential.as_ref().and_then(Credential::secret).is_some_and(|held| held.expose() == cookie)
+        {
+            return;
+        }
+        state.generation += 1;
+        let mut credential =
+            Credential::new(CredentialValue::Cloudflare(Some(Secret::new(cookie))), lifetime);
+        credential.generation = state.generation;
+        state.credential = Some(credential);
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        log::debug!("Cloudflare Access set a {CF_COOKIE} cookie; reusing it");
     }
 
     pub(crate) fn is_authenticated(&self) -> bool {
         match self.auth {
             Auth::None | Auth::Token(_) => true,
-            Auth::Auth0 { .. } | Auth::Cloudflare { .. } => {
+            Auth::Cloudflare { .. } => self.lock().confirmed,
+            Auth::Auth0 { .. } => {
                 let state = self.lock();
                 state.credential.as_ref().is_some_and(|c| c.is_usable(Instant::now()))
             }
@@ -288,9 +369,11 @@ impl Authenticator {
                 builder = builder
                     .header(http::header::AUTHORIZATION, sensitive(&format!("Bearer {}", token.expose())));
             }
-            CredentialValue::CloudflareCookie(cookie) => {
-                builder = builder
-                    .header(http::header::COOKIE, sensitive(&format!("{CF_COOKIE}={}", cookie.expose())));
+            CredentialValue::Cloudflare(cookie) => {
+                if let Some(cookie) = cookie {
+                    builder = builder
+                        .header(http::header::COOKIE, sensitive(&format!("{CF_COOKIE}={}", cookie.expose())));
+                }
                 if let Auth::Cloudflare { client_id, client_secret } = &self.auth {
                     builder = builder
                         .header("CF-Access-Client-Id", sensitive(client_id))
@@ -315,8 +398,8 @@ impl Authenticator {
             }
             Auth::Cloudflare { client_secret, .. } => secrets.push(client_secret.expose().to_owned()),
         }
-        if let Some(credential) = &self.lock().credential {
-            secrets.push(credential.secret().expose().to_owned());
+        if let Some(secret) = self.lock().credential.as_ref().and_then(Credential::secret) {
+            secrets.push(secret.expose().to_owned());
         }
         let mut message = err.message().to_owned();
         let mut changed = false;
@@ -332,8 +415,9 @@ impl Authenticator {
     fn login(&self) -> Result<Credential, Error> {
         let result = match &self.auth {
             Auth::Auth0 { audience, grant, .. } => self.login_auth0(audience, grant),
-            Auth::Cloudflare { client_id, client_secret } => self.login_cloudflare(client_id, client_secret),
-            Auth::None | Auth::Token(_) => Err(Error::new(ErrorKind::Config, "nothing to log in to")),
+            Auth::None | Auth::Token(_) | Auth::Cloudflare { .. } => {
+                Err(Error::new(ErrorKind::Config, "nothing to log in to"))
+            }
         };
         result.map_err(|err| self.redact(err))
     }
@@ -368,48 +452,6 @@ impl Authenticator {
             return Err(login_error("login failed: empty access token").with_status(http.last_status()));
         }
         Ok(Credential::new(CredentialValue::Bearer(Secret::new(token.clone())), response.expires_in()))
-    }
-
-    fn login_cloudflare(&self, client_id: &str, client_secret: &Secret) -> Result<Credential, Error> {
-        let context = format!("GET {} (Cloudflare Access login)", self.base_url);
-        let request = http::Request::get(self.base_url.as_str())
-            .header("CF-Access-Client-Id", sensitive(client_id))
-            .header("CF-Access-Client-Secret", sensitive(client_secret.expose()))
-            .body(())
-            .map_err(|err| Error::new(ErrorKind::InvalidInput, format!("{context}: {err}")))?;
-        let mut response = self.agent.run(request).map_err(|err| {
-            let err = Error::from_ureq(&context, err);
-            let transient = err.is_transient();
-            err.with_kind(ErrorKind::Auth).with_transient(transient)
-        })?;
-        let cookie = response
-            .headers()
-            .get_all(http::header::SET_COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .find_map(cf_cookie_value);
-        let Some(cookie) = cookie else {
-            let status = response.status();
-            let err = status_error(&context, &mut response);
-            let transient = err.is_transient();
-            let message = if status.is_success() {
-                format!("{context}: no {CF_COOKIE} cookie in the response")
-            } else {
-                format!("{err} (no {CF_COOKIE} cookie)")
-            };
-            return Err(err.with_kind(ErrorKind::Auth).with_transient(transient).with_message(message));
-        };
-        let lifetime = match jwt_expiry(&cookie) {
-            Some(exp) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                Some(Duration::from_secs(exp.saturating_sub(now)))
-            }
-            None => {
-                log::warn!("{CF_COOKIE} cookie has no readable `exp`; renewing on 401 only");
-                None
-            }
-        };
-        Ok(Credential::new(CredentialValue::CloudflareCookie(Secret::new(cookie)), lifetime))
     }
 }
 
@@ -526,15 +568,21 @@ mod tests {
         // Every login fails with a network error.
         let port = closed_port();
         let url = format!("http://127.0.0.1:{port}");
-        let auth = Auth::Cloudflare { client_id: "id".into(), client_secret: "secret".into() };
+        let auth = Auth::Auth0 {
+            domain: url.clone(),
+            audience: String::new(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+            grant: Grant::ClientCredentials,
+        };
         let mut config = ClientConfig::new(url.as_str(), auth);
         config.proxy_from_env = false;
         let agents = crate::http::Agents::new(&config).unwrap();
-        let authenticator = Authenticator::new(&config, &url, agents.api).unwrap();
+        let authenticator = Authenticator::new(&config, agents.api).unwrap();
 
         // A credential that is due for renewal but valid for another hour.
         let now = Instant::now();
-        let mut old = Credential::new(CredentialValue::CloudflareCookie("old".into()), None);
+        let mut old = Credential::new(CredentialValue::Bearer("old".into()), None);
         old.generation = 7;
         old.renew_at = Some(now);
         old.expires_at = Some(now + Duration::from_secs(3600));

@@ -26,6 +26,7 @@ struct Inner {
     auth: Authenticator,
     agents: Agents,
     max_response_bytes: u64,
+    auth_hint: String,
 }
 
 /// Login counters of a [`Client`], for metrics.
@@ -55,9 +56,16 @@ impl Client {
         check_http_url(&config.base_url)?;
         let base_url = config.base_url.trim_end_matches('/').to_owned();
         let agents = Agents::new(&config)?;
-        let auth = Authenticator::new(&config, &base_url, agents.api.clone())?;
+        let auth = Authenticator::new(&config, agents.api.clone())?;
+        let auth_hint = config.auth_hint.clone().unwrap_or_else(|| "check the node's credentials".to_owned());
         Ok(Client {
-            inner: Arc::new(Inner { base_url, auth, agents, max_response_bytes: config.max_response_bytes }),
+            inner: Arc::new(Inner {
+                base_url,
+                auth,
+                agents,
+                max_response_bytes: config.max_response_bytes,
+                auth_hint,
+            }),
         })
     }
 
@@ -75,7 +83,13 @@ impl Client {
         self.inner.auth.credential().map(|_| ()).map_err(|err| self.inner.auth.redact(err))
     }
 
-    /// Whether an unexpired credential is held (always true without login).
+    /// The authentication scheme: `none`, `token`, `auth0` or `cloudflare`.
+    pub fn auth_scheme(&self) -> &'static str {
+        self.inner.auth.mode_name()
+    }
+
+    /// Whether an unexpired credential is held (always true without login;
+    /// with Cloudflare Access, once the server accepted a call).
     pub fn is_authenticated(&self) -> bool {
         self.inner.auth.is_authenticated()
     }
@@ -133,19 +147,38 @@ impl Client {
         Ok(bytes)
     }
 
-    /// GET a public JSON document (no credentials, redirects allowed).
-    pub(crate) fn get_public_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, Error> {
+    /// GET a package index's page (no credentials, redirects allowed):
+    /// its `Content-Type` and body.
+    pub(crate) fn get_index_page(&self, url: &str, accept: &str) -> Result<(String, Vec<u8>), Error> {
         let context = format!("GET {url}");
-        let mut response = self.get_public(url, &context)?;
+        let mut response = self.get_public_with(url, &context, Some(accept))?;
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let bytes = read_limited(&context, response.body_mut(), self.inner.max_response_bytes)?;
-        decode_json(&context, &bytes)
+        Ok((content_type, bytes))
     }
 
     fn get_public(&self, url: &str, context: &str) -> Result<Response<Body>, Error> {
+        self.get_public_with(url, context, None)
+    }
+
+    fn get_public_with(
+        &self,
+        url: &str,
+        context: &str,
+        accept: Option<&str>,
+    ) -> Result<Response<Body>, Error> {
         check_http_url(url)?;
-        let request = http::Request::get(url)
-            .body(())
-            .map_err(|err| Error::new(ErrorKind::InvalidUrl, format!("{context}: {err}")))?;
+        let mut request = http::Request::get(url);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        let request =
+            request.body(()).map_err(|err| Error::new(ErrorKind::InvalidUrl, format!("{context}: {err}")))?;
         let mut response = run(&self.inner.agents.public, request, context)?;
         check_status(context, &mut response)?;
         Ok(response)
@@ -162,27 +195,61 @@ impl Client {
         let auth = &self.inner.auth;
         let context = format!("{method} {path}");
         let url = format!("{}{path}", self.inner.base_url);
-        let credential = auth.credential()?;
-        log::debug!("{context}");
-        let mut response = self.send(method, &url, body, credential.as_ref(), &context)?;
-        if response.status() == StatusCode::UNAUTHORIZED && auth.can_renew() {
-            if let Some(credential) = &credential {
-                log::info!("{context}: 401, renewing the credential");
-                auth.invalidate(credential.generation);
-            }
+        // One renewal (and retry) per call: after a 401, or after a server
+        // error that made the credential suspect.
+        let mut renewed = false;
+        loop {
             let credential = auth.credential()?;
-            response = self.send(method, &url, body, credential.as_ref(), &context)?;
-            if response.status() == StatusCode::UNAUTHORIZED {
-                let err = status_error(&context, &mut response);
-                if let Some(credential) = &credential {
-                    auth.reject(credential.generation, &err);
+            let generation = credential.as_ref().map(|c| c.generation);
+            log::debug!("{context}");
+            let mut response = self.send(method, &url, body, credential.as_ref(), &context)?;
+            auth.observe(response.headers());
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && auth.can_renew() && !renewed {
+                if let Some(generation) = generation {
+                    log::info!("{context}: 401, renewing the credential");
+                    auth.invalidate(generation);
                 }
-                return Err(err);
+                renewed = true;
+                continue;
             }
+            if status.is_success() {
+                auth.confirm();
+                return read_limited(&context, response.body_mut(), self.inner.max_response_bytes);
+            }
+            let err = status_error(&context, &mut response);
+            let refused = status == StatusCode::UNAUTHORIZED
+                || (auth.is_cloudflare() && (status == StatusCode::FORBIDDEN || status.is_redirection()));
+            if refused {
+                if let Some(generation) = generation.filter(|_| status == StatusCode::UNAUTHORIZED) {
+                    auth.reject(generation, &err);
+                }
+                return Err(self.refused(err, status));
+            }
+            if status.is_server_error()
+                && let Some(generation) = generation
+                && auth.server_error(generation, &err)
+                && !renewed
+            {
+                renewed = true;
+                continue;
+            }
+            return Err(err);
         }
-        check_status(&context, &mut response)?;
-        auth.confirm();
-        read_limited(&context, response.body_mut(), self.inner.max_response_bytes)
+    }
+
+    /// The error for credentials the server (or its Cloudflare edge) refused:
+    /// permanent, and saying what to check.
+    fn refused(&self, err: Error, status: StatusCode) -> Error {
+        let what = if status.is_redirection() {
+            "redirected to a login page: the Cloudflare Access edge did not accept the service token"
+        } else if self.inner.auth.is_cloudflare() {
+            "the Cloudflare Access edge or the server refused the service token"
+        } else {
+            "the server refused the credentials"
+        };
+        let message = format!("{} ({what}; {})", err.message(), self.inner.auth_hint);
+        err.with_kind(ErrorKind::Auth).with_transient(false).with_message(message)
     }
 
     fn send(

@@ -98,6 +98,10 @@ pub struct ClientConfig {
     /// Use `ALL_PROXY` / `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` from the
     /// environment. Default true.
     pub proxy_from_env: bool,
+    /// What an operator should check when the server or its edge refuses
+    /// the credentials (the binary names its settings here). Default: a
+    /// generic hint.
+    pub auth_hint: Option<String>,
 }
 
 impl ClientConfig {
@@ -116,6 +120,7 @@ impl ClientConfig {
             user_agent: concat!("dragonfly-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             login_backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(10 * 60)),
             proxy_from_env: true,
+            auth_hint: None,
         }
     }
 }

@@ -56,19 +56,48 @@ impl Agents {
     }
 }
 
-/// Mozilla's roots, plus the certificates of `config.ca_cert` when set.
+/// The platform's trust store (as `SSL_CERT_FILE` / `SSL_CERT_DIR` point
+/// to, or the system's), or Mozilla's roots where there is none; plus the
+/// certificates of `config.ca_cert` when set.
 fn tls_config(config: &ClientConfig) -> Result<TlsConfig, Error> {
-    let Some(path) = &config.ca_cert else {
-        return Ok(TlsConfig::default());
-    };
+    let mut roots: Vec<Certificate<'static>> = platform_roots();
+    if roots.is_empty() {
+        log::debug!("no platform trust store; trusting the bundled Mozilla roots");
+        roots.extend(
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|der| Certificate::from_der(der.as_ref()).to_owned()),
+        );
+    }
+    if let Some(path) = &config.ca_cert {
+        let extra = read_ca_file(path)?;
+        log::debug!("trusting {} extra CA certificate(s) from {}", extra.len(), path.display());
+        roots.extend(extra);
+    }
+    Ok(TlsConfig::builder().root_certs(RootCerts::from(roots)).build())
+}
+
+/// The certificates of the platform's trust store; unreadable entries are
+/// skipped (and logged).
+fn platform_roots() -> Vec<Certificate<'static>> {
+    let found = rustls_native_certs::load_native_certs();
+    for err in &found.errors {
+        log::debug!("trust store: {err}");
+    }
+    found.certs.iter().map(|der| Certificate::from_der(der.as_ref()).to_owned()).collect()
+}
+
+/// Every certificate of a PEM file; an unreadable file, bad PEM or no
+/// certificate is a configuration error.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<Certificate<'static>>, Error> {
     let pem = std::fs::read(path).map_err(|err| {
         Error::new(ErrorKind::Config, format!("cannot read CA certificate `{}`: {err}", path.display()))
             .with_source(err)
     })?;
-    let mut extra = Vec::new();
+    let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
-            Ok(PemItem::Certificate(cert)) => extra.push(cert),
+            Ok(PemItem::Certificate(cert)) => certs.push(cert.to_owned()),
             Ok(_) => {}
             Err(err) => {
                 return Err(Error::new(
@@ -79,15 +108,10 @@ fn tls_config(config: &ClientConfig) -> Result<TlsConfig, Error> {
             }
         }
     }
-    if extra.is_empty() {
+    if certs.is_empty() {
         return Err(Error::new(ErrorKind::Config, format!("no certificate found in `{}`", path.display())));
     }
-    log::debug!("trusting {} extra CA certificate(s) from {}", extra.len(), path.display());
-    let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-        .iter()
-        .map(|der| Certificate::from_der(der.as_ref()))
-        .chain(extra);
-    Ok(TlsConfig::builder().root_certs(RootCerts::from(roots)).build())
+    Ok(certs)
 }
 
 /// The `Retry-After` delay, when given in seconds.
@@ -120,7 +144,8 @@ pub(crate) fn status_error(context: &str, response: &mut Response<Body>) -> Erro
         .take(ERROR_SNIPPET_CHARS)
         .collect();
     let mut message = format!("{context}: server returned {}", describe(status));
-    if !text.is_empty() {
+    // An HTML page (a proxy's, an edge's login page) says nothing useful.
+    if !text.is_empty() && !text.starts_with('<') {
         message.push_str(": ");
         message.push_str(&text);
     }

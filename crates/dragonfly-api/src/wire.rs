@@ -133,6 +133,14 @@ impl JobResult {
         })
     }
 
+    /// Replaces the echoed lease fields (the job was leased again).
+    pub fn set_lease(&mut self, attempt: Option<u32>, assignment_id: Option<String>) {
+        match self {
+            JobResult::Success(body) => (body.attempt, body.assignment_id) = (attempt, assignment_id),
+            JobResult::Failure(body) => (body.attempt, body.assignment_id) = (attempt, assignment_id),
+        }
+    }
+
     /// Package name.
     pub fn name(&self) -> &str {
         match self {

@@ -6,9 +6,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{self, CacheError};
-use crate::compile::{compile_groups, compile_namespaces};
+use crate::compile::{compile_groups, compile_unit};
 use crate::metadata::{RuleInfo, read_metadata};
 use crate::plan::{GroupId, GroupTable, Plan};
+use crate::source::Unit;
 
 /// The rule files that ship inside the binary, as `(file name, source)`.
 const BUNDLED: &[(&str, &str)] = &[
@@ -37,6 +38,16 @@ pub enum CompileError {
         message: String,
         /// The full report, with the offending code.
         report: String,
+    },
+    /// Two rule files (or one, twice) define a rule of the same name.
+    #[error("rule `{rule}` is defined in `{first}` and in `{second}`")]
+    DuplicateRule {
+        /// The rule identifier.
+        rule: String,
+        /// The file defining it first (in compile order).
+        first: String,
+        /// The file defining it again.
+        second: String,
     },
     /// A rule's `weight` or `filetype` metadata is not usable.
     #[error("rule `{rule}` in `{source_name}`: {message}")]
@@ -93,9 +104,12 @@ impl fmt::Debug for RuleSet {
 }
 
 impl RuleSet {
-    /// Compiles `(source name, YARA source)` pairs, one namespace per source,
-    /// as the control server's `GET /rules` sends them. `hash` identifies the
-    /// rule set in reports (the rule repository's commit).
+    /// Compiles `(file name, YARA source)` pairs, as the control server's
+    /// `GET /rules` sends them, as one unit (the way the original client
+    /// joins them): a rule may use a rule of another file, a global rule
+    /// applies to every rule, and rule names are unique across files. Files
+    /// are compiled after the files whose rules they use. `hash` identifies
+    /// the rule set in reports (the rule repository's commit).
     ///
     /// Besides the whole set, the rules of each file type are compiled
     /// apart (in parallel, on the current rayon pool): a file is scanned
@@ -111,9 +125,10 @@ impl RuleSet {
         if sources.is_empty() {
             return Err(CompileError::Empty { path: None });
         }
-        let (yara, warnings) = compile_namespaces(&sources)?;
+        let unit = Unit::new(&sources);
+        let (yara, warnings) = compile_unit(&unit)?;
         let mut rules = Self::from_compiled(hash.into(), vec![yara], GroupTable::none(), warnings)?;
-        let (groups, table) = compile_groups(&sources, &rules.info, &Plan::new(&rules.info));
+        let (groups, table) = compile_groups(&unit, &rules.info, &Plan::new(&rules.info));
         rules.compiled.extend(groups);
         rules.table = table;
         Ok(rules)
@@ -316,14 +331,14 @@ mod tests {
             rules.rules(),
             &[
                 RuleInfo {
-                    namespace: "a.yar".into(),
+                    namespace: "default".into(),
                     name: "a".into(),
                     weight: 3,
                     filetypes: Some(vec![".py".into(), "setup.py".into()]),
                     private: false,
                 },
                 RuleInfo {
-                    namespace: "a.yar".into(),
+                    namespace: "default".into(),
                     name: "b".into(),
                     weight: 0,
                     filetypes: None,
@@ -336,14 +351,33 @@ mod tests {
     }
 
     #[test]
-    fn same_rule_name_in_two_sources() {
-        let rules = compile(&[
+    fn a_rule_name_in_two_files_is_an_error_naming_both() {
+        let err = compile(&[
             ("one.yar", "rule dup { meta: weight = 1 condition: true }"),
             ("two.yar", "rule dup { meta: weight = 2 condition: true }"),
         ])
+        .unwrap_err();
+        assert_eq!(err.to_string(), "rule `dup` is defined in `one.yar` and in `two.yar`");
+    }
+
+    #[test]
+    fn files_form_one_unit_as_the_original_client_compiles_them() {
+        // A private rule and an import shared across files, a global rule
+        // from a third, and a regular expression only libyara's syntax
+        // accepts (a `{` that is not a repetition).
+        let rules = compile(&[
+            ("a_main.yar", r#"rule uses_helper { meta: weight = 3 condition: helper and math.entropy(0, filesize) >= 0 }"#),
+            ("b_helpers.yar", "import \"math\"\nprivate rule helper { strings: $a = /x{y/ condition: $a }"),
+            ("c_gate.yar", "global rule gate { condition: filesize < 1MB }"),
+        ])
         .unwrap();
-        assert_eq!(rules.lookup("one.yar", "dup").unwrap().weight, 1);
-        assert_eq!(rules.lookup("two.yar", "dup").unwrap().weight, 2);
+        let names: Vec<&str> = rules.rules().iter().map(|r| r.name.as_str()).collect();
+        assert!(names.contains(&"uses_helper") && names.contains(&"helper"), "{names:?}");
+        let strict = yara_x::Compiler::new()
+            .add_source(r#"rule r { strings: $a = /x{y/ condition: $a }"#)
+            .map(|_| ())
+            .is_err();
+        assert!(strict, "strict YARA-X refuses the regular expression the relaxed syntax accepts");
     }
 
     #[test]
@@ -432,8 +466,8 @@ mod tests {
         std::fs::write(dir.join("sub/b.yara"), "rule b { meta: weight = 2 condition: true }").unwrap();
         std::fs::write(dir.join("notes.txt"), "not a rule").unwrap();
         let first = RuleSet::load(&dir).unwrap();
-        let names: Vec<_> = first.rules().iter().map(|r| (r.namespace.as_str(), r.name.as_str())).collect();
-        assert_eq!(names, [("a.yar", "a"), ("sub/b.yara", "b")]);
+        let names: Vec<_> = first.rules().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
         std::fs::write(dir.join("a.yar"), "rule a { meta: weight = 5 condition: true }").unwrap();
         let second = RuleSet::load(&dir).unwrap();
         assert_ne!(first.hash(), second.hash());

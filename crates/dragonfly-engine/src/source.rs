@@ -1,13 +1,12 @@
-//! Cutting rule sources into their rules, and putting subsets back
-//! together: the raw material of the rule groups by file type.
+//! The rule files of a set as one compile unit (the original client joins
+//! them), cut into their rules: the order files must come in, duplicate
+//! names, and the subsets the rule groups by file type are compiled from.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use yara_x_parser::Parser;
 use yara_x_parser::cst::{CSTStream, Event, SyntaxKind};
-
-use crate::metadata::RuleInfo;
 
 /// One top-level rule of a source.
 #[derive(Debug)]
@@ -81,68 +80,149 @@ impl<'a> Sliced<'a> {
         }
         current.is_none().then_some(sliced)
     }
+}
 
-    /// The source holding the imports, the global rules and the rules named
-    /// in `names` with every rule they refer to (transitively), in source
-    /// order; `None` when no rule is left.
-    fn subset(&self, names: &BTreeSet<&str>) -> Option<String> {
-        let mut keep = vec![false; self.rules.len()];
+/// One rule file of a set.
+#[derive(Debug)]
+pub(crate) struct RuleFile<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) source: &'a str,
+    /// `None` when the source could not be cut (an `include`, a syntax
+    /// error): it then goes whole wherever it is needed.
+    pub(crate) sliced: Option<Sliced<'a>>,
+}
+
+/// The rule files of a set in compile order: a file defining a rule comes
+/// before the files that use it; otherwise the given order is kept.
+#[derive(Debug)]
+pub(crate) struct Unit<'a> {
+    pub(crate) files: Vec<RuleFile<'a>>,
+}
+
+/// Where each file starts in the joined text: `(first line, file name)`.
+pub(crate) type LineMap<'a> = Vec<(usize, &'a str)>;
+
+impl<'a> Unit<'a> {
+    pub(crate) fn new(sources: &'a [(String, String)]) -> Unit<'a> {
+        let files: Vec<RuleFile<'a>> = sources
+            .iter()
+            .map(|(name, source)| RuleFile { name, source, sliced: Sliced::parse(source) })
+            .collect();
+        let order = dependency_order(&files);
+        let mut slots: Vec<Option<RuleFile<'a>>> = files.into_iter().map(Some).collect();
+        Unit { files: order.into_iter().filter_map(|i| slots[i].take()).collect() }
+    }
+
+    /// The whole set as one text, files separated by a newline, and where
+    /// each file starts in it.
+    pub(crate) fn text(&self) -> (String, LineMap<'a>) {
+        let mut text = String::new();
+        let mut lines = Vec::with_capacity(self.files.len());
+        let mut line = 1;
+        for file in &self.files {
+            lines.push((line, file.name));
+            text.push_str(file.source);
+            text.push('\n');
+            line += file.source.matches('\n').count() + 1;
+        }
+        (text, lines)
+    }
+
+    /// A rule name defined in two files (or twice in one): the name and
+    /// both files, in compile order.
+    pub(crate) fn duplicate(&self) -> Option<(String, &'a str, &'a str)> {
+        let mut seen: HashMap<&str, &'a str> = HashMap::new();
+        for file in &self.files {
+            for rule in file.sliced.iter().flat_map(|s| &s.rules) {
+                if let Some(first) = seen.insert(rule.name.as_str(), file.name) {
+                    return Some((rule.name.clone(), first, file.name));
+                }
+            }
+        }
+        None
+    }
+
+    /// The text of a group: every file's imports, the global rules, the
+    /// rules in `names` and every rule they refer to (across files), in
+    /// compile order. Files that could not be cut come whole.
+    pub(crate) fn subset(&self, names: &BTreeSet<&str>) -> String {
+        let all: Vec<(usize, &SourceRule)> = self
+            .files
+            .iter()
+            .enumerate()
+            .flat_map(|(f, file)| file.sliced.iter().flat_map(move |s| s.rules.iter().map(move |r| (f, r))))
+            .collect();
+        let by_name: HashMap<&str, usize> =
+            all.iter().enumerate().map(|(i, (_, r))| (r.name.as_str(), i)).collect();
+        let mut keep = vec![false; all.len()];
         let mut queue: Vec<usize> = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
+        for (i, (_, rule)) in all.iter().enumerate() {
             if rule.global || names.contains(rule.name.as_str()) {
                 keep[i] = true;
                 queue.push(i);
             }
         }
         while let Some(i) = queue.pop() {
-            let rule = &self.rules[i];
-            for (j, other) in self.rules.iter().enumerate() {
-                if rule.idents.contains(&other.name) && !keep[j] {
+            for ident in &all[i].1.idents {
+                if let Some(&j) = by_name.get(ident.as_str())
+                    && !keep[j]
+                {
                     keep[j] = true;
                     queue.push(j);
                 }
             }
         }
-        if !keep.iter().any(|&k| k) {
-            return None;
-        }
         let mut out = String::new();
-        for import in &self.imports {
-            out.push_str(&self.source[import.clone()]);
-            out.push('\n');
+        for (f, file) in self.files.iter().enumerate() {
+            let Some(sliced) = &file.sliced else {
+                out.push_str(file.source);
+                out.push('\n');
+                continue;
+            };
+            for import in &sliced.imports {
+                out.push_str(&sliced.source[import.clone()]);
+                out.push('\n');
+            }
+            for (_, (_, rule)) in all.iter().enumerate().filter(|(i, (g, _))| *g == f && keep[*i]) {
+                out.push_str(&sliced.source[rule.span.clone()]);
+                out.push_str("\n\n");
+            }
         }
-        for (rule, _) in self.rules.iter().zip(&keep).filter(|(_, k)| **k) {
-            out.push_str(&self.source[rule.span.clone()]);
-            out.push_str("\n\n");
-        }
-        Some(out)
+        out
     }
 }
 
-/// The sources of a group: for each namespace, its imports and the rules of
-/// `rules` with everything they refer to, in source order.
-pub(crate) fn subset_sources(
-    sliced: &[(&str, &str, Option<Sliced<'_>>)],
-    info: &[RuleInfo],
-    rules: &[usize],
-) -> Vec<(String, String)> {
-    let mut wanted: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    for &i in rules {
-        wanted.entry(info[i].namespace.as_str()).or_default().insert(info[i].name.as_str());
+/// The order to compile files in: a stable topological sort by "defines a
+/// rule the other uses"; files in a cycle keep the given order.
+fn dependency_order(files: &[RuleFile<'_>]) -> Vec<usize> {
+    let defined_in: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(f, file)| {
+            file.sliced.iter().flat_map(move |s| s.rules.iter().map(move |r| (r.name.as_str(), f)))
+        })
+        .collect();
+    // needs[g] = the files g uses rules of.
+    let needs: Vec<BTreeSet<usize>> = files
+        .iter()
+        .enumerate()
+        .map(|(g, file)| {
+            let idents = file.sliced.iter().flat_map(|s| &s.rules).flat_map(|r| &r.idents);
+            idents.filter_map(|ident| defined_in.get(ident.as_str()).copied()).filter(|&f| f != g).collect()
+        })
+        .collect();
+    let mut placed = vec![false; files.len()];
+    let mut order = Vec::with_capacity(files.len());
+    while order.len() < files.len() {
+        let next = (0..files.len())
+            .find(|&g| !placed[g] && needs[g].iter().all(|&f| placed[f]))
+            // A cycle: take the first file left, as given.
+            .or_else(|| (0..files.len()).find(|&g| !placed[g]));
+        let Some(g) = next else { break };
+        placed[g] = true;
+        order.push(g);
     }
-    let mut out = Vec::new();
-    for (namespace, source, sliced) in sliced {
-        let Some(names) = wanted.get(namespace) else { continue };
-        let source = match sliced {
-            Some(sliced) => sliced.subset(names),
-            // Could not be cut: the whole namespace goes in.
-            None => Some((*source).to_owned()),
-        };
-        if let Some(source) = source {
-            out.push(((*namespace).to_owned(), source));
-        }
-    }
-    out
+    order
 }
 
 #[cfg(test)]
@@ -181,18 +261,46 @@ rule binary { strings: $b = { 7F 45 4C 46 } condition: $b at 0 and math.entropy(
         assert!(SOURCE[sliced.rules[3].span.clone()].ends_with('}'));
     }
 
+    fn unit(sources: &[(&str, &str)]) -> Vec<(String, String)> {
+        sources.iter().map(|(n, s)| ((*n).to_owned(), (*s).to_owned())).collect()
+    }
+
     #[test]
     fn subset_keeps_imports_globals_and_dependencies() {
-        let sliced = Sliced::parse(SOURCE).unwrap();
-        let subset = sliced.subset(&BTreeSet::from(["py_only"])).unwrap();
+        let sources = unit(&[("a.yar", SOURCE)]);
+        let unit = Unit::new(&sources);
+        let subset = unit.subset(&BTreeSet::from(["py_only"]));
         let back = Sliced::parse(&subset).unwrap();
         assert_eq!(names(&back), ["gate", "helper_a", "py_only"]);
         assert!(subset.starts_with("import \"math\"\n"));
         assert!(subset.contains("global rule gate"));
-        let subset = sliced.subset(&BTreeSet::from(["any_helper"])).unwrap();
+        let subset = unit.subset(&BTreeSet::from(["any_helper"]));
         assert_eq!(names(&Sliced::parse(&subset).unwrap()), ["gate", "helper_a", "helper_b", "any_helper"]);
-        let subset = sliced.subset(&BTreeSet::from(["binary"])).unwrap();
+        let subset = unit.subset(&BTreeSet::from(["binary"]));
         assert_eq!(names(&Sliced::parse(&subset).unwrap()), ["gate", "binary"]);
+    }
+
+    #[test]
+    fn files_come_after_the_files_whose_rules_they_use() {
+        let sources = unit(&[
+            ("a_uses.yar", "rule user { condition: shared and other }"),
+            ("b_shared.yar", "private rule shared { condition: true }"),
+            ("c_other.yar", "rule other { condition: shared }"),
+        ]);
+        let unit = Unit::new(&sources);
+        let order: Vec<&str> = unit.files.iter().map(|f| f.name).collect();
+        assert_eq!(order, ["b_shared.yar", "c_other.yar", "a_uses.yar"]);
+        let subset = unit.subset(&BTreeSet::from(["user"]));
+        assert_eq!(names(&Sliced::parse(&subset).unwrap()), ["shared", "other", "user"], "{subset}");
+        let (text, lines) = unit.text();
+        assert_eq!(lines, [(1, "b_shared.yar"), (2, "c_other.yar"), (3, "a_uses.yar")]);
+        assert_eq!(text.lines().count(), 3);
+        assert_eq!(unit.duplicate(), None);
+        let twice = [
+            ("x.yar".to_owned(), "rule r { condition: true }".to_owned()),
+            ("y.yar".to_owned(), "rule r { condition: false }".to_owned()),
+        ];
+        assert_eq!(Unit::new(&twice).duplicate(), Some(("r".to_owned(), "x.yar", "y.yar")));
     }
 
     #[test]

@@ -31,10 +31,11 @@ fn rules_source() -> Vec<(&'static str, String)> {
         (
             "any.yar",
             r#"
-            global private rule small_files_only { condition: filesize < 5000 }
+            global private rule small_binaries_only {
+                condition: uint32(0) != 0x464C457F or filesize < 5000 }
             rule elf_anywhere { meta: weight = 2
                 strings: $a = { 7F 45 4C 46 } condition: $a at 0 }
-            rule webhook { meta: weight = 1 filetype = ".txt"
+            rule webhook_text { meta: weight = 1 filetype = ".txt"
                 strings: $a = "webhooks" condition: $a }
             "#
             .to_owned(),
@@ -140,7 +141,7 @@ fn sdist_and_wheel_match_a_fresh_scanner_per_file() {
     let engine = Engine::new(Arc::clone(&rules));
     let files = package_files("pkg-1.0");
     let expected = reference(&rules, &files);
-    // The .so file (5004 bytes) fails any.yar's global rule: no elf_anywhere.
+    // The .so file (5004 bytes) fails the global rule: no elf_anywhere.
     assert_eq!(expected.len(), 4, "fixture sanity: {expected:?}");
     assert!(!expected.contains_key("pkg-1.0/pkg/_speedups.so"));
     // The groups are used, not given up for the whole set.
@@ -150,7 +151,7 @@ fn sdist_and_wheel_match_a_fresh_scanner_per_file() {
         let report = engine.scan_archive(&format!("https://files.example/packages/aa/{name}"), &bytes);
         assert!(report.is_complete(), "{name}: {report:?}");
         assert_eq!(engine_matches(&report), expected, "{name}");
-        // setup.py (7) + exec_b64 (5) + webhook in py.yar (3) + webhook in any.yar (1).
+        // setup.py (7) + exec_b64 (5) + webhook (3) + webhook_text (1).
         assert_eq!(report.score(), 16, "{name}");
         assert_eq!(report.most_malicious_file().unwrap().path, "pkg-1.0/setup.py");
     }
@@ -326,4 +327,30 @@ fn large_wheels_are_extracted_and_scanned_file_parallel() {
     let failed = strict.scan_archive("big-2.whl", &bytes);
     let error = failed.error.expect("a file is over the limit").to_string();
     assert!(error.contains("big-2/gen/m"), "{error}");
+}
+
+#[test]
+fn a_production_shaped_rule_set_with_pe_and_shared_private_rules() {
+    let rules = Arc::new(RuleSet::compile("prod", dragonfly_testkit::fixtures::production_rules()).unwrap());
+    let engine = Engine::new(Arc::clone(&rules));
+    let exfil = payload(&["import socket\n", "data = dict(os.env", "iron)\n"]);
+    let files = vec![
+        ("p-1/p/_native.pyd".to_owned(), dragonfly_testkit::fixtures::minimal_pe()),
+        ("p-1/p/leak.py".to_owned(), exfil),
+        ("p-1/p/plain.py".to_owned(), payload(&["data = dict(os.env", "iron)\n"])),
+        ("p-1/p/not_a_dll.dll".to_owned(), b"MZ but nothing else".to_vec()),
+    ];
+    let report = engine.scan_archive("p-1-py3-none-any.whl", &wheel(&files));
+    assert!(report.is_complete(), "{report:?}");
+    let matched: Vec<(&str, &str)> = report
+        .files
+        .iter()
+        .flat_map(|f| f.matches.iter().map(move |m| (f.path.as_str(), m.name.as_str())))
+        .collect();
+    assert_eq!(
+        matched,
+        [("p-1/p/_native.pyd", "windows_binary_in_package"), ("p-1/p/leak.py", "env_exfiltration")]
+    );
+    assert_eq!(report.score(), 10);
+    assert_eq!(engine_matches(&report), reference(&rules, &files));
 }

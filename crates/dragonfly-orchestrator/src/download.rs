@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use dragonfly_api::{Backoff, ErrorKind, Job, JobResult};
 
+use crate::capacity::Capacity;
 use crate::failure::{DownloadError, FailureReason, Problem, Stage};
 use crate::job::{Downloaded, JobState, Leased, hand_over, panic_message};
 use crate::node::Handles;
@@ -20,6 +21,7 @@ pub(crate) struct Downloader<'a> {
     pub(crate) node: Handles<'a>,
     /// Bytes of downloads held or in flight.
     pub(crate) budget: &'a Budget,
+    pub(crate) capacity: &'a Capacity<'a>,
     pub(crate) pending: Receiver<Leased>,
     pub(crate) ready: Sender<Downloaded>,
     /// For jobs that need no scan (no distributions).
@@ -37,29 +39,58 @@ impl Downloader<'_> {
                 hand_over(self.node.stats, &self.results, &leased.job, Err(FailureReason::NoDistributions));
                 continue;
             }
-            let job = Arc::new(JobState::new(leased));
-            for (index, url) in job.job.distributions.iter().enumerate() {
-                // Reserve the worst case while downloading, keep what arrived.
-                let max = self.node.settings.max_scan_size;
-                self.budget.acquire(max);
-                let bytes =
-                    catch_unwind(AssertUnwindSafe(|| self.download(&job.job, url))).unwrap_or_else(|panic| {
-                        Err(Problem::Internal {
-                            url: url.clone(),
-                            stage: Stage::Download,
-                            message: panic_message(&*panic),
-                        })
-                    });
-                let reserved = bytes.as_ref().map_or(0, |b| (b.len() as u64).min(max));
-                self.budget.release(max - reserved);
-                let downloaded =
-                    Downloaded { job: Arc::clone(&job), index, url: url.clone(), bytes, reserved };
-                if self.ready.send(downloaded).is_err() {
-                    self.budget.release(reserved);
-                    return;
+            if let Some(expected) = self.capacity.expected_job_time() {
+                let lease = self.node.settings.lease_timeout;
+                if leased.leased_at.elapsed() + expected > lease {
+                    // Its result would come after the lease: the server
+                    // would refuse it and lease the job again anyway.
+                    log::warn!(
+                        package = leased.job.name.as_str(), version = leased.job.version.as_str();
+                        "not started: {expected:?} of work would end after the {lease:?} lease"
+                    );
+                    self.capacity.drop_job(&leased.job);
+                    continue;
                 }
             }
+            let job = Arc::new(JobState::new(leased));
+            // Every distribution of a job at once, each within the budget.
+            let sent = std::thread::scope(|scope| {
+                let (this, job) = (&self, &job);
+                let downloads: Vec<_> = job
+                    .job
+                    .distributions
+                    .iter()
+                    .enumerate()
+                    .map(|(index, url)| scope.spawn(move || this.fetch(job, index, url)))
+                    .collect();
+                downloads.into_iter().all(|download| download.join().unwrap_or(false))
+            });
+            if !sent {
+                return;
+            }
         }
+    }
+
+    /// Downloads one distribution (reserving the worst case in the budget,
+    /// keeping what arrived) and hands it on; false when scanning is gone.
+    fn fetch(&self, job: &Arc<JobState>, index: usize, url: &str) -> bool {
+        let max = self.node.settings.max_scan_size;
+        self.budget.acquire(max);
+        let bytes = catch_unwind(AssertUnwindSafe(|| self.download(&job.job, url))).unwrap_or_else(|panic| {
+            Err(Problem::Internal {
+                url: url.to_owned(),
+                stage: Stage::Download,
+                message: panic_message(&*panic),
+            })
+        });
+        let reserved = bytes.as_ref().map_or(0, |b| (b.len() as u64).min(max));
+        self.budget.release(max - reserved);
+        let downloaded = Downloaded { job: Arc::clone(job), index, url: url.to_owned(), bytes, reserved };
+        if self.ready.send(downloaded).is_err() {
+            self.budget.release(reserved);
+            return false;
+        }
+        true
     }
 
     fn download(&self, job: &Job, url: &str) -> Result<Vec<u8>, Problem> {

@@ -10,20 +10,23 @@
 //! it needs; [`Node::run`] wires them on scoped threads:
 //!
 //! - The **loader** (`loader.rs`) leases jobs while the node holds fewer
-//!   than it can finish within half the server's lease (estimated from the
-//!   time jobs take, `capacity.rs`), and not while results cannot be
-//!   delivered. When a job names a rule hash other than the current one, it
+//!   than it can finish within half the server's lease (one per thread
+//!   until it has measured a job, `capacity.rs`), and not while results
+//!   cannot be delivered. A job the server leases again while the node
+//!   holds it takes over the new lease instead of being scanned twice. When a job names a rule hash other than the current one, it
 //!   fetches and compiles the new rules (`rules.rs`) before handing the job
 //!   on; if that fails, scanning goes on with the old rules.
-//! - **Downloaders** (`download.rs`) fetch distributions into memory within
-//!   a byte budget, so downloads overlap scanning.
+//! - **Downloaders** (`download.rs`) fetch a job's distributions at once,
+//!   into memory within a byte budget, so downloads overlap scanning; a job
+//!   that could no longer be reported within its lease is not started.
 //! - The **scanning** stage (`scanning.rs`) runs one distribution per pool
 //!   thread at a time (large ones file-parallel); every distribution of a
 //!   job uses the rules current when its first distribution was scanned,
 //!   and the result reports that hash. A panic becomes a failure.
-//! - The **sender** (`sender.rs`) reports results in order of completion,
-//!   retrying transient errors with backoff for as long as the node runs;
-//!   404/409 are logged and dropped.
+//! - The **sender** (`sender.rs`) reports results as they come, several at
+//!   a time (one stalled result holds back no other), each with its job's
+//!   latest lease, retrying transient errors with backoff for as long as
+//!   the node runs; 404/409 are logged and dropped.
 //!
 //! A finished job becomes a wire result in one place, [`job_result`]; a
 //! failure's cause is a [`FailureReason`], counted by [`FailureKind`].

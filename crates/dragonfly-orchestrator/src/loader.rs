@@ -14,7 +14,7 @@ use crate::rules::Rules;
 pub(crate) struct Loader<'a> {
     pub(crate) node: Handles<'a>,
     pub(crate) rules: &'a Rules<'a>,
-    pub(crate) capacity: &'a Capacity,
+    pub(crate) capacity: &'a Capacity<'a>,
     pub(crate) pending: Sender<Leased>,
 }
 
@@ -31,7 +31,7 @@ impl Loader<'_> {
                 self.node.shutdown.sleep(Duration::from_secs(1));
                 continue;
             }
-            let batch = self.capacity.to_lease(self.node.stats.jobs_held());
+            let batch = self.capacity.to_lease(self.capacity.held());
             if batch == 0 {
                 self.capacity.wait_for_room(Duration::from_millis(500));
                 continue;
@@ -42,10 +42,18 @@ impl Loader<'_> {
                     log::debug!("no jobs; next request in {:?}", self.node.settings.load_duration);
                     self.node.shutdown.sleep(self.node.settings.load_duration);
                 }
-                Ok(jobs) => {
+                Ok(mut jobs) => {
                     failures = 0;
                     self.node.stats.jobs_leased(jobs.len() as u64);
                     log::debug!("leased {} jobs", jobs.len());
+                    if jobs.len() > batch as usize {
+                        // Held past the cap they could not be finished in
+                        // time: the server leases them again later.
+                        log::warn!("asked for {batch} jobs, got {}; leaving the rest to expire", jobs.len());
+                        jobs.truncate(batch as usize);
+                    }
+                    // A job held already takes over the new lease instead.
+                    jobs.retain(|job| self.capacity.take_on(job));
                     let leased_at = Instant::now();
                     // New rules are fetched here, off the scanning threads,
                     // before the jobs that name them are scanned.
@@ -56,9 +64,9 @@ impl Loader<'_> {
                         self.rules.ensure(Some(hash));
                     }
                     for job in jobs {
-                        if self.pending.send(Leased { job, leased_at }).is_err() {
+                        if let Err(err) = self.pending.send(Leased { job, leased_at }) {
                             // No downloader is left (they only stop at exit).
-                            self.node.stats.jobs_dropped(1);
+                            self.capacity.drop_job(&err.0.job);
                         }
                     }
                 }

@@ -35,6 +35,8 @@ pub struct RunSummary {
     pub results_finished: u64,
     /// Jobs still held when the grace period ran out (0 on a clean stop).
     pub jobs_abandoned: u64,
+    /// Those jobs, as `name==version`.
+    pub abandoned: Vec<String>,
 }
 
 /// A scanning node. Create it with a client and settings, keep a
@@ -79,7 +81,7 @@ impl Node {
             .thread_name(|i| format!("scan-{i}"))
             .build()?;
         let rules = Rules::new(node, &pool);
-        let capacity = Capacity::new(settings.threads, settings.bulk_size, settings.lease_timeout);
+        let capacity = Capacity::new(stats, settings.threads, settings.bulk_size, settings.lease_timeout);
         let budget = Budget::new(settings.max_scan_size.saturating_mul(3 * settings.threads as u64 + 1));
         let (pending_tx, pending_rx) = crossbeam_channel::unbounded::<Leased>();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Downloaded>(settings.threads);
@@ -94,6 +96,7 @@ impl Node {
                     let downloader = Downloader {
                         node,
                         budget,
+                        capacity,
                         pending: pending_rx.clone(),
                         ready: ready_tx.clone(),
                         results: result_tx.clone(),
@@ -120,23 +123,26 @@ impl Node {
             }
             log::info!(
                 "shutting down: finishing {} held jobs (grace period {:?})",
-                stats.jobs_held(),
+                capacity.held(),
                 settings.grace_period
             );
             Ok(())
         })?;
 
         let snapshot = self.stats.snapshot();
-        if snapshot.jobs_held > 0 {
+        let abandoned = capacity.held_names();
+        if !abandoned.is_empty() {
             log::warn!(
-                "grace period over with {} jobs unfinished; the server will lease them again",
-                snapshot.jobs_held
+                "grace period over with {} jobs unfinished ({}); the server will lease them again",
+                abandoned.len(),
+                abandoned.join(", ")
             );
         }
         log::info!("{}", snapshot.summary());
         Ok(RunSummary {
             results_finished: snapshot.results_delivered + snapshot.results_dropped,
-            jobs_abandoned: snapshot.jobs_held,
+            jobs_abandoned: abandoned.len() as u64,
+            abandoned,
         })
     }
 }

@@ -21,7 +21,7 @@ pub(crate) struct Scanning<'a> {
     pub(crate) node: Handles<'a>,
     pub(crate) pool: &'a rayon::ThreadPool,
     pub(crate) rules: &'a Rules<'a>,
-    pub(crate) capacity: &'a Capacity,
+    pub(crate) capacity: &'a Capacity<'a>,
     /// Where downloaded bytes are given back once scanned.
     pub(crate) budget: &'a Budget,
     pub(crate) ready: Receiver<Downloaded>,
@@ -93,7 +93,7 @@ impl Scanning<'_> {
     fn finish(&self, job: &JobState) {
         let outcome = catch_unwind(AssertUnwindSafe(|| job.outcome()))
             .unwrap_or_else(|panic| Err(FailureReason::Internal { message: panic_message(&*panic) }));
-        self.capacity.job_measured(job.leased_at.elapsed().as_secs_f64());
+        self.capacity.job_measured(job.leased_at.elapsed(), job.started.elapsed());
         log::debug!(
             package = job.job.name.as_str(), version = job.job.version.as_str();
             "scanned in {:?}", job.started.elapsed()

@@ -1,8 +1,9 @@
-//! The sender: reports results in order of completion, retrying transient
-//! errors with backoff while the node runs; 404/409 are logged and
+//! The sender: reports results as they come, several at a time, so that one
+//! stalled or refused result never holds back the others. Transient errors
+//! are retried with backoff while the node runs; 404/409 are logged and
 //! dropped. Stops at the end of the grace period.
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -11,75 +12,81 @@ use dragonfly_api::{Backoff, ErrorKind, JobResult};
 use crate::capacity::Capacity;
 use crate::node::Handles;
 
-/// Waits after a whole round of failed deliveries.
+/// Results delivered at the same time.
+const DELIVERIES: usize = 4;
+/// Waits between attempts at one result.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
 pub(crate) struct ResultSender<'a> {
     pub(crate) node: Handles<'a>,
-    pub(crate) capacity: &'a Capacity,
+    pub(crate) capacity: &'a Capacity<'a>,
     pub(crate) results: Receiver<JobResult>,
 }
 
 impl ResultSender<'_> {
     pub(crate) fn run(self) {
-        let mut queue: VecDeque<JobResult> = VecDeque::new();
+        // Deliveries retrying right now: when several are, the server is
+        // in trouble and the loader stops leasing.
+        let failing = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for i in 0..DELIVERIES {
+                let (this, failing) = (&self, &failing);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("sender-{i}"))
+                    .spawn_scoped(scope, move || this.deliver_all(failing));
+                if let Err(err) = spawned {
+                    log::error!("can not start a sender thread: {err}");
+                    break;
+                }
+            }
+        });
+        let left = self.results.len();
+        if left > 0 {
+            log::warn!("grace period over: {left} results not delivered");
+        }
+    }
+
+    fn deliver_all(&self, failing: &AtomicUsize) {
+        while !self.past_deadline() {
+            let Ok(result) = self.results.recv() else { return };
+            self.deliver(result, failing);
+        }
+    }
+
+    /// Submits `result` until the server takes or refuses it for good, or
+    /// the grace period ends.
+    fn deliver(&self, mut result: JobResult, failing: &AtomicUsize) {
+        let (package, version) = (result.name().to_owned(), result.version().to_owned());
+        let (package, version) = (package.as_str(), version.as_str());
         let mut failures = 0u32;
         loop {
-            if self.node.shutdown.is_past(self.node.settings.grace_period) {
-                if !queue.is_empty() {
-                    log::warn!("grace period over: {} results not delivered", queue.len());
-                }
-                return;
+            // The job may have been leased again since it was scanned.
+            if let Some(lease) = self.capacity.lease_of(package, version) {
+                result.set_lease(lease.attempt, lease.assignment_id);
             }
-            // Take everything that is ready, blocking only when idle.
-            if queue.is_empty() {
-                match self.results.recv() {
-                    Ok(result) => queue.push_back(result),
-                    // Every producer stopped and everything was delivered.
-                    Err(_) => return,
-                }
-            }
-            queue.extend(self.results.try_iter());
-            let Some(result) = queue.front() else { continue };
-            let (package, version) = (result.name().to_owned(), result.version().to_owned());
-            let (package, version) = (package.as_str(), version.as_str());
-            match self.node.client.submit(result) {
+            match self.node.client.submit(&result) {
                 Ok(()) => {
-                    failures = 0;
-                    self.capacity.set_delivery_blocked(false);
                     self.node.stats.result_delivered();
                     log::debug!(package, version; "result delivered");
-                    self.done(&mut queue);
+                    break;
                 }
                 // A failed login is retried too: results are never dropped
                 // for a problem on this side.
                 Err(err) if err.is_transient() || err.kind() == ErrorKind::Auth => {
                     failures += 1;
-                    self.node.stats.result_retried();
-                    // One result the server keeps refusing must not hold up
-                    // the others: try the next one first. Only when a whole
-                    // round failed does the node back off, and it stops
-                    // leasing only when that round had several results: one
-                    // result failing alone may be one the server refuses, and
-                    // the cap on held jobs still bounds what the node takes
-                    // on meanwhile.
-                    queue.rotate_left(1);
-                    if (failures as usize) < queue.len() {
-                        log::warn!(package, version; "can not deliver result ({err}); trying the next one");
-                        continue;
+                    if failures == 1 {
+                        self.failing_changed(failing.fetch_add(1, Ordering::Relaxed) + 1);
                     }
-                    self.capacity.set_delivery_blocked(queue.len() > 1);
-                    let rounds = failures / queue.len().max(1) as u32;
-                    let wait = RETRY.after(rounds, err.retry_after());
-                    log::warn!(
-                        package, version;
-                        "can not deliver result ({err}); retry in {wait:?}, {} waiting", queue.len()
-                    );
-                    self.pause(wait);
+                    self.node.stats.result_retried();
+                    let wait = RETRY.after(failures, err.retry_after());
+                    log::warn!(package, version; "can not deliver result ({err}); retry in {wait:?}");
+                    if !self.pause(wait) {
+                        log::warn!(package, version; "grace period over: result not delivered");
+                        self.done_failing(failures, failing);
+                        return;
+                    }
                 }
                 Err(err) => {
-                    failures = 0;
-                    self.capacity.set_delivery_blocked(false);
                     self.node.stats.result_dropped();
                     match err.kind() {
                         ErrorKind::NotFound | ErrorKind::Conflict => {
@@ -87,25 +94,40 @@ impl ResultSender<'_> {
                         }
                         _ => log::error!(package, version; "result refused ({err}); dropped"),
                     }
-                    self.done(&mut queue);
+                    break;
                 }
             }
         }
+        self.done_failing(failures, failing);
+        self.capacity.result_done(package, version);
     }
 
-    fn done(&self, queue: &mut VecDeque<JobResult>) {
-        queue.pop_front();
-        self.capacity.result_done();
+    fn done_failing(&self, failures: u32, failing: &AtomicUsize) {
+        if failures > 0 {
+            self.failing_changed(failing.fetch_sub(1, Ordering::Relaxed) - 1);
+        }
     }
 
-    /// Sleeps `wait`, cut short when shutdown starts (to try at once) and
-    /// never past the end of the grace period.
-    fn pause(&self, wait: Duration) {
+    /// One result failing alone may be one the server refuses, and the cap
+    /// on held jobs still bounds what the node takes on meanwhile; several
+    /// failing at once stop the loader.
+    fn failing_changed(&self, failing: usize) {
+        self.capacity.set_delivery_blocked(failing > 1);
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.node.shutdown.is_past(self.node.settings.grace_period)
+    }
+
+    /// Sleeps `wait`, cut short when shutdown starts (to try at once);
+    /// false when the grace period is over.
+    fn pause(&self, wait: Duration) -> bool {
         match self.node.shutdown.time_left(self.node.settings.grace_period) {
             Some(left) => std::thread::sleep(wait.min(left)),
             None => {
                 self.node.shutdown.sleep(wait);
             }
         }
+        !self.past_deadline()
     }
 }

@@ -175,20 +175,14 @@ impl Stats {
         self.rule_hash.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Jobs leased from the server and now held.
+    /// Jobs leased from the server (a job leased again counts again).
     pub fn jobs_leased(&self, n: u64) {
         self.jobs_leased.fetch_add(n, Relaxed);
-        self.jobs_held.fetch_add(n, Relaxed);
     }
 
-    /// Leased jobs no stage took on (the node is stopping).
-    pub(crate) fn jobs_dropped(&self, n: u64) {
-        self.jobs_held.fetch_sub(n, Relaxed);
-    }
-
-    /// Jobs held now.
-    pub(crate) fn jobs_held(&self) -> u64 {
-        self.jobs_held.load(Relaxed)
+    /// The number of jobs held now.
+    pub fn set_jobs_held(&self, n: u64) {
+        self.jobs_held.store(n, Relaxed);
     }
 
     /// A job was scanned completely.
@@ -207,21 +201,16 @@ impl Stats {
         self.results_pending.fetch_add(1, Relaxed);
     }
 
-    /// The server accepted a result: its job is no longer held.
+    /// The server accepted a result.
     pub fn result_delivered(&self) {
         self.results_delivered.fetch_add(1, Relaxed);
-        self.result_done();
+        self.results_pending.fetch_sub(1, Relaxed);
     }
 
-    /// The server refused a result for good: its job is no longer held.
+    /// The server refused a result for good.
     pub fn result_dropped(&self) {
         self.results_dropped.fetch_add(1, Relaxed);
-        self.result_done();
-    }
-
-    fn result_done(&self) {
         self.results_pending.fetch_sub(1, Relaxed);
-        self.jobs_held.fetch_sub(1, Relaxed);
     }
 
     /// A submission failed and will be retried.
@@ -276,6 +265,7 @@ mod tests {
         stats.distribution_scanned(&report, Duration::from_millis(50));
         stats.distribution_scanned(&report, Duration::from_secs(60));
         stats.jobs_leased(3);
+        stats.set_jobs_held(1);
         stats.job_failed(FailureKind::Archive);
         stats.job_failed(FailureKind::Archive);
         stats.job_succeeded();

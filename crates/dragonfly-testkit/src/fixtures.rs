@@ -80,6 +80,68 @@ pub fn rule_files(dir: &std::path::Path) -> std::io::Result<std::collections::BT
     Ok(rules)
 }
 
+/// A rule set shaped like production's, by file name: compiled as one unit,
+/// one file's private rule used by another file, a global rule, and a rule
+/// that imports `pe` (matched by [`minimal_pe`] under a `.dll` or `.pyd` name).
+pub fn production_rules() -> std::collections::BTreeMap<String, String> {
+    let files = [
+        (
+            "common",
+            "private rule has_network_import {\n    strings:\n        $a = \"import socket\"\n        $b = \"import requests\"\n    condition:\n        any of them\n}\n",
+        ),
+        ("gate", "global private rule not_too_large {\n    condition:\n        filesize < 50MB\n}\n"),
+        (
+            "exfiltration",
+            "rule env_exfiltration {\n    meta:\n        weight = 6\n        filetype = \".py\"\n    strings:\n        $env = \"os.environ\"\n    condition:\n        $env and has_network_import\n}\n",
+        ),
+        (
+            "binaries",
+            "import \"pe\"\n\nrule windows_binary_in_package {\n    meta:\n        weight = 4\n        filetype = \".dll .pyd .exe\"\n    condition:\n        pe.is_pe and pe.number_of_sections == 1\n}\n",
+        ),
+    ];
+    files.into_iter().map(|(name, source)| (name.to_owned(), source.to_owned())).collect()
+}
+
+/// A minimal valid 32-bit Windows PE image: headers and one `.text` section
+/// of 512 bytes.
+pub fn minimal_pe() -> Vec<u8> {
+    fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    let mut pe = vec![0u8; 0x400];
+    put(&mut pe, 0, b"MZ");
+    put(&mut pe, 0x3c, &0x40u32.to_le_bytes()); // e_lfanew
+    put(&mut pe, 0x40, b"PE\0\0");
+    let coff = 0x44;
+    put(&mut pe, coff, &0x014cu16.to_le_bytes()); // i386
+    put(&mut pe, coff + 2, &1u16.to_le_bytes()); // one section
+    put(&mut pe, coff + 16, &0xe0u16.to_le_bytes()); // optional header size
+    put(&mut pe, coff + 18, &0x0102u16.to_le_bytes()); // executable, 32-bit
+    let opt = coff + 20;
+    put(&mut pe, opt, &0x010bu16.to_le_bytes()); // PE32
+    put(&mut pe, opt + 4, &0x200u32.to_le_bytes()); // size of code
+    put(&mut pe, opt + 16, &0x1000u32.to_le_bytes()); // entry point
+    put(&mut pe, opt + 20, &0x1000u32.to_le_bytes()); // base of code
+    put(&mut pe, opt + 28, &0x0040_0000u32.to_le_bytes()); // image base
+    put(&mut pe, opt + 32, &0x1000u32.to_le_bytes()); // section alignment
+    put(&mut pe, opt + 36, &0x200u32.to_le_bytes()); // file alignment
+    put(&mut pe, opt + 40, &4u16.to_le_bytes()); // OS version
+    put(&mut pe, opt + 48, &4u16.to_le_bytes()); // subsystem version
+    put(&mut pe, opt + 56, &0x2000u32.to_le_bytes()); // size of image
+    put(&mut pe, opt + 60, &0x200u32.to_le_bytes()); // size of headers
+    put(&mut pe, opt + 68, &3u16.to_le_bytes()); // console subsystem
+    put(&mut pe, opt + 92, &16u32.to_le_bytes()); // data directories
+    let section = opt + 0xe0;
+    put(&mut pe, section, b".text\0\0\0");
+    put(&mut pe, section + 8, &0x10u32.to_le_bytes()); // virtual size
+    put(&mut pe, section + 12, &0x1000u32.to_le_bytes()); // virtual address
+    put(&mut pe, section + 16, &0x200u32.to_le_bytes()); // raw size
+    put(&mut pe, section + 20, &0x200u32.to_le_bytes()); // raw offset
+    put(&mut pe, section + 36, &0x6000_0020u32.to_le_bytes()); // code, read, execute
+    put(&mut pe, 0x200, &[0xc3]); // ret
+    pe
+}
+
 /// Fixed modification time of every archive member (2024-01-01T00:00:00Z).
 const MTIME: u64 = 1_704_067_200;
 

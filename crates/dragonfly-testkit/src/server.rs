@@ -73,6 +73,13 @@ pub struct ServerConfig {
     /// links (default: `http://` + the bound address). Set it when clients
     /// reach the server under another name, e.g. in a container network.
     pub public_url: Option<String>,
+    /// With [`AuthMode::Cloudflare`]: the edge sets a `CF_Authorization`
+    /// cookie on the answers to service-token requests (default false: the
+    /// node must work without one).
+    pub cloudflare_cookie: bool,
+    /// With [`AuthMode::Cloudflare`]: a request without a valid service
+    /// token gets 403 instead of a 302 to the login page (default false).
+    pub cloudflare_forbids: bool,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +90,8 @@ impl Default for ServerConfig {
             max_attempts: 3,
             token_ttl: Duration::from_secs(3600),
             public_url: None,
+            cloudflare_cookie: false,
+            cloudflare_forbids: false,
         }
     }
 }
@@ -110,10 +119,12 @@ pub enum AuthMode {
         /// Expected `audience`.
         audience: String,
     },
-    /// Cloudflare Access service token: `GET /` with `CF-Access-Client-Id`
-    /// and `CF-Access-Client-Secret` sets a `CF_Authorization` cookie; API
-    /// calls carry that cookie (or `Cf-Access-Jwt-Assertion`) or the two
-    /// headers.
+    /// Cloudflare Access service token, as production's edge checks it: an
+    /// API call carries the two headers (`CF-Access-Client-Id`,
+    /// `CF-Access-Client-Secret`) or a valid `CF_Authorization` cookie; any
+    /// other request is redirected to the login page (or refused, see
+    /// [`ServerConfig::cloudflare_forbids`]). See also
+    /// [`ServerConfig::cloudflare_cookie`].
     Cloudflare {
         /// Expected `CF-Access-Client-Id`.
         client_id: String,
@@ -162,7 +173,8 @@ pub struct Stats {
     pub requests: BTreeMap<Endpoint, u64>,
     /// Tokens and cookies issued.
     pub token_grants: u64,
-    /// API requests refused with 401.
+    /// API requests refused (401, the edge's refusal, or 500 for a token
+    /// the server can no longer verify).
     pub unauthorized: u64,
     /// Faults that fired.
     pub faults_injected: u64,
@@ -214,6 +226,8 @@ struct State {
     rules: BTreeMap<String, String>,
     /// Served files by URL path.
     files: HashMap<String, Arc<Vec<u8>>>,
+    /// The simple index (`/simple/{name}/`): files by normalised project name.
+    index: BTreeMap<String, Vec<IndexFile>>,
     results: Vec<RecordedResult>,
     faults: Faults,
     tokens: Tokens,
@@ -225,6 +239,18 @@ struct State {
     token_grants: u64,
     unauthorized: u64,
     faults_injected: u64,
+}
+
+/// A file on the simple index.
+#[derive(Debug, Clone)]
+struct IndexFile {
+    project: String,
+    version: String,
+    filename: String,
+    /// URL path the file is served at.
+    path: String,
+    sha256: String,
+    yanked: bool,
 }
 
 /// The fake control server. Dropping it stops its threads.
@@ -264,6 +290,7 @@ impl FakeServer {
             rules_hash: rules_hash(&rules),
             rules,
             files: HashMap::new(),
+            index: BTreeMap::new(),
             results: Vec::new(),
             faults: Faults::new(),
             tokens: Tokens::new(seed.rotate_left(17)),
@@ -334,6 +361,15 @@ impl FakeServer {
                 names::encode_segment(&distribution.filename)
             );
             urls.push(format!("{}{path}", self.shared.base_url));
+            let file = IndexFile {
+                project: name.to_owned(),
+                version: version.to_owned(),
+                filename: distribution.filename.clone(),
+                path: path.clone(),
+                sha256: names::sha256_hex(&distribution.bytes),
+                yanked: false,
+            };
+            state.index.entry(normalize_name(name)).or_default().push(file);
             state.files.insert(path, Arc::new(distribution.bytes));
         }
         state.queue.push(name, version, urls.clone());
@@ -346,6 +382,16 @@ impl FakeServer {
     /// its name, version and distributions).
     pub fn add_fixture(&self, package: &crate::fixtures::FixturePackage) -> Vec<String> {
         self.add_package(&package.name, &package.version, package.distributions.clone())
+    }
+
+    /// Marks a release's files yanked (PEP 592) on the simple index.
+    pub fn yank(&self, name: &str, version: &str) {
+        let mut state = self.shared.lock();
+        for file in state.index.entry(normalize_name(name)).or_default() {
+            if file.version == version {
+                file.yanked = true;
+            }
+        }
     }
 
     /// Queues a job whose distribution URLs are given as is (an URL that
@@ -441,6 +487,14 @@ impl FakeServer {
     /// gets 401. Credentials still get new ones.
     pub fn revoke_tokens(&self) {
         self.shared.lock().tokens.revoke_all();
+    }
+
+    /// The identity provider rotates its signing key: the server can no
+    /// longer verify the tokens issued so far and answers API calls that
+    /// carry them with 500 "Unable to verify credentials", as the real one
+    /// does. Tokens issued afterwards work.
+    pub fn rotate_signing_key(&self) {
+        self.shared.lock().tokens.rotate_key();
     }
 }
 

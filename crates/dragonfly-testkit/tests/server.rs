@@ -402,27 +402,43 @@ fn auth0_token_expires() {
 }
 
 #[test]
-fn cloudflare_cookie_flow() {
-    let server = start(ServerConfig {
-        auth: AuthMode::Cloudflare { client_id: "cf-id.access".into(), client_secret: "cf-secret".into() },
-        ..ServerConfig::default()
-    });
-    let agent = agent();
-    let login = |secret: &str| {
+fn cloudflare_edge_checks_the_service_token_on_every_request() {
+    let auth = AuthMode::Cloudflare { client_id: "cf-id.access".into(), client_secret: "cf-secret".into() };
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build(),
+    );
+    let with_token = |server: &FakeServer, secret: &str, path: &str| {
         agent
-            .get(format!("{}/", server.url()))
+            .get(format!("{}{path}", server.url()))
             .header("CF-Access-Client-Id", "cf-id.access")
             .header("CF-Access-Client-Secret", secret)
             .call()
-            .expect("login completes")
+            .expect("request completes")
     };
 
-    let refused = login("wrong");
-    assert_eq!(refused.status().as_u16(), 403);
-    assert!(refused.headers().get("set-cookie").is_none());
-
-    let granted = login("cf-secret");
+    // Production's edge: no cookie, a redirect to the login page otherwise.
+    let server = start(ServerConfig { auth: auth.clone(), ..ServerConfig::default() });
+    let granted = with_token(&server, "cf-secret", "/rules");
     assert_eq!(granted.status().as_u16(), 200);
+    assert!(granted.headers().get("set-cookie").is_none());
+    let refused = with_token(&server, "wrong", "/rules");
+    assert_eq!(refused.status().as_u16(), 302);
+    let location = refused.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(location.contains("cloudflareaccess.com/cdn-cgi/access/login"), "{location}");
+    assert_eq!(rules_with(&agent, &server, None), 302);
+    assert_eq!(server.stats().unauthorized, 2);
+
+    // An edge that answers 403, and one that sets its cookie.
+    let server = start(ServerConfig {
+        auth,
+        cloudflare_cookie: true,
+        cloudflare_forbids: true,
+        ..ServerConfig::default()
+    });
+    assert_eq!(with_token(&server, "wrong", "/").status().as_u16(), 403);
+    let granted = with_token(&server, "cf-secret", "/jobs?batch=0");
+    assert_eq!(granted.status().as_u16(), 405, "POST only, but past the edge");
+    let granted = with_token(&server, "cf-secret", "/rules");
     let set_cookie = granted
         .headers()
         .get("set-cookie")
@@ -430,29 +446,34 @@ fn cloudflare_cookie_flow() {
         .expect("a cookie")
         .to_owned();
     let (pair, attributes) = set_cookie.split_once(';').expect("attributes");
-    assert_eq!(attributes.trim(), "Path=/; HttpOnly");
+    assert_eq!(attributes.trim(), "Path=/; HttpOnly; Secure");
     let jwt = pair.strip_prefix("CF_Authorization=").expect("the CF cookie").to_owned();
     let claims = jwt_claims(&jwt);
     assert_eq!(claims["exp"].as_u64(), claims["iat"].as_u64().map(|iat| iat + 3600));
-
-    assert_eq!(rules_with(&agent, &server, None), 401);
     let cookie = || Some(("Cookie", format!("theme=dark; CF_Authorization={jwt}")));
     assert_eq!(rules_with(&agent, &server, cookie()), 200);
     assert_eq!(rules_with(&agent, &server, Some(("Cf-Access-Jwt-Assertion", jwt.clone()))), 200);
-    let headers = reply(
-        agent
-            .get(format!("{}/rules", server.url()))
-            .header("CF-Access-Client-Id", "cf-id.access")
-            .header("CF-Access-Client-Secret", "cf-secret")
-            .call(),
-    );
-    assert_eq!(headers.0, 200);
-
     server.revoke_tokens();
-    assert_eq!(rules_with(&agent, &server, cookie()), 401);
-    assert_eq!(server.stats().token_grants, 1);
+    assert_eq!(rules_with(&agent, &server, cookie()), 403);
     // There is no token endpoint behind Cloudflare.
     assert_eq!(token_form(&agent, &server, &password_grant(&[])).0, 404);
+}
+
+#[test]
+fn a_rotated_signing_key_makes_old_tokens_unverifiable() {
+    let server = start(auth0_config(Duration::from_secs(3600)));
+    let agent = agent();
+    let token = |agent: &ureq::Agent| {
+        let (status, body) = token_form(agent, &server, &password_grant(&[]));
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    };
+    let old = token(&agent);
+    assert_eq!(rules_with(&agent, &server, bearer(&old)), 200);
+    server.rotate_signing_key();
+    assert_eq!(rules_with(&agent, &server, bearer(&old)), 500);
+    let new = token(&agent);
+    assert_eq!(rules_with(&agent, &server, bearer(&new)), 200);
 }
 
 #[test]

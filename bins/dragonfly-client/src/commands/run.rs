@@ -10,17 +10,21 @@ use signal_hook::iterator::Signals;
 
 use crate::config::Config;
 
+/// Exit status of a node stopped with jobs it could not finish in the grace
+/// period: the server leases them again.
+const ABANDONED_JOBS: u8 = 3;
+
 /// Runs the node; returns 0 after a clean shutdown.
 pub fn run(config: Config) -> Result<ExitCode> {
     crate::logging::init_with_format("info", config.log_format);
+    let client = Client::new(config.client_config()?).context("can not set up the API client")?;
     log::info!(
-        "dragonfly-client {} starting: server {}, {} threads, auth {:?}",
+        "dragonfly-client {} starting: server {}, {} threads, auth {}",
         env!("CARGO_PKG_VERSION"),
         config.base_url,
         config.threads,
-        config.auth_mode
+        client.auth_scheme()
     );
-    let client = Client::new(config.client_config()?).context("can not set up the API client")?;
     let node = Node::new(client.clone(), config.node_settings());
     // Bound before any work starts: a taken address stops the node here.
     let _metrics = match &config.metrics_addr {
@@ -33,10 +37,14 @@ pub fn run(config: Config) -> Result<ExitCode> {
     };
     watch_signals(node.shutdown_handle())?;
     let summary = node.run()?;
-    if summary.jobs_abandoned > 0 {
-        log::warn!("stopped with {} jobs unfinished", summary.jobs_abandoned);
-    }
     log::info!("stopped; {} results finished (delivered or refused by the server)", summary.results_finished);
+    if summary.jobs_abandoned > 0 {
+        log::error!(
+            "stopped with {} jobs unfinished after the grace period; the server will lease them again",
+            summary.jobs_abandoned
+        );
+        return Ok(ExitCode::from(ABANDONED_JOBS));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -53,7 +61,7 @@ fn watch_signals(shutdown: Shutdown) -> Result<()> {
                 shutdown.trigger();
             } else {
                 log::warn!("second signal: exiting now");
-                std::process::exit(130);
+                std::process::exit(128 + signal);
             }
         }
     })?;

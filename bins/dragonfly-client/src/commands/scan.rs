@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use dragonfly_api::{Auth, Client, ClientConfig};
+use dragonfly_api::{Auth, Client, ClientConfig, pypi};
 use dragonfly_engine::{DistributionReport, Engine, PackageReport, RuleSet, parse_distribution_filename};
 use serde::Serialize;
 
@@ -70,19 +70,24 @@ impl InputScanner<'_> {
     /// The report of one input, and the downloads that failed.
     fn scan_input(&mut self, input: &str) -> Result<(PackageReport, Vec<String>)> {
         if let Some(spec) = input.strip_prefix("pypi:") {
-            let (name, version) = dragonfly_api::pypi::parse_spec(spec)
+            let (name, version) = pypi::parse_spec(spec)
                 .with_context(|| format!("`{input}`: expected pypi:NAME or pypi:NAME==VERSION"))?;
             let client = self.client()?;
-            let release =
-                dragonfly_api::pypi::resolve(&client, &self.args.pypi_index, &name, version.as_deref())
-                    .with_context(|| format!("can not look up {spec} on {}", self.args.pypi_index))?;
-            let (distributions, errors) = self.download_and_scan(&client, &release.urls);
+            let index = index_url(self.args.index_url.as_deref());
+            let release = pypi::resolve(&client, &index, &name, version.as_deref())
+                .with_context(|| format!("can not look up {spec} on {index}"))?;
+            let downloads = release
+                .files
+                .iter()
+                .map(|file| (file.url.as_str(), pypi::download(&client, file, self.args.max_scan_size)));
+            let (distributions, errors) = self.scan_downloads(downloads);
             return Ok((self.package(release.name, release.version, distributions), errors));
         }
         let (name, version) = name_and_version(input);
         if input.starts_with("http://") || input.starts_with("https://") {
             let client = self.client()?;
-            let (distributions, errors) = self.download_and_scan(&client, &[input.to_owned()]);
+            let downloads = [(input, client.download(input, self.args.max_scan_size))];
+            let (distributions, errors) = self.scan_downloads(downloads);
             return Ok((self.package(name, version, distributions), errors));
         }
         let path = Path::new(input);
@@ -102,12 +107,15 @@ impl InputScanner<'_> {
         Ok((self.package(name, version, vec![distribution]), Vec::new()))
     }
 
-    /// Downloads and scans each URL; failed downloads become error lines.
-    fn download_and_scan(&self, client: &Client, urls: &[String]) -> (Vec<DistributionReport>, Vec<String>) {
+    /// Scans each download; failed downloads become error lines.
+    fn scan_downloads<'u>(
+        &self,
+        downloads: impl IntoIterator<Item = (&'u str, Result<Vec<u8>, dragonfly_api::Error>)>,
+    ) -> (Vec<DistributionReport>, Vec<String>) {
         let mut reports = Vec::new();
         let mut errors = Vec::new();
-        for url in urls {
-            match client.download(url, self.args.max_scan_size) {
+        for (url, bytes) in downloads {
+            match bytes {
                 Ok(bytes) => reports.push(self.engine.scan_archive(url, &bytes)),
                 Err(err) => errors.push(format!("{url}: download failed: {err}")),
             }
@@ -128,11 +136,21 @@ impl InputScanner<'_> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let config = ClientConfig::new(self.args.pypi_index.clone(), Auth::None);
+        let config = ClientConfig::new(index_url(self.args.index_url.as_deref()), Auth::None);
         let client = Client::new(config).context("can not set up the HTTP client")?;
         self.client = Some(client.clone());
         Ok(client)
     }
+}
+
+/// The package index: `--index-url`, else `PIP_INDEX_URL`, else
+/// `UV_INDEX_URL`, else PyPI.
+fn index_url(given: Option<&str>) -> String {
+    given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("PIP_INDEX_URL").ok().filter(|v| !v.is_empty()))
+        .or_else(|| std::env::var("UV_INDEX_URL").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| pypi::DEFAULT_INDEX.to_owned())
 }
 
 /// Name and version from a path or URL's last segment; a directory or

@@ -301,77 +301,130 @@ fn token_endpoint_redirects_are_not_followed() {
 }
 
 #[test]
-fn cloudflare_cookie_flow() {
+fn cloudflare_sends_the_service_token_on_every_call_and_needs_no_cookie() {
     let mut server = Server::new();
-    let jwt = jwt_with_exp(unix_now() + 24 * 3600);
-    let login = server
-        .mock("GET", "/")
-        .match_header("cf-access-client-id", "cf-id")
-        .match_header("cf-access-client-secret", CF_SECRET)
-        .with_status(302)
-        .with_header("set-cookie", "other=1; Path=/")
-        .with_header("set-cookie", &format!("CF_Authorization={jwt}; Path=/; Secure; HttpOnly"))
-        .expect(1)
-        .create();
     let rules = server
         .mock("GET", "/rules")
-        .match_header("cookie", format!("CF_Authorization={jwt}").as_str())
         .match_header("cf-access-client-id", "cf-id")
         .match_header("cf-access-client-secret", CF_SECRET)
+        .match_header("cookie", Matcher::Missing)
         .match_header("authorization", Matcher::Missing)
         .with_body(RULES_JSON)
         .expect(2)
         .create();
-
+    let login = server.mock("GET", "/").expect(0).create();
     let auth = Auth::Cloudflare { client_id: "cf-id".into(), client_secret: Secret::new(CF_SECRET) };
     let client = client(&server, auth);
+    assert!(!client.is_authenticated(), "nothing accepted yet");
     client.rules().unwrap();
     client.rules().unwrap();
     assert!(client.is_authenticated());
-    login.assert();
     rules.assert();
+    login.assert();
 }
 
 #[test]
-fn cloudflare_expired_cookie_is_renewed() {
+fn cloudflare_reuses_a_cookie_the_edge_sets_and_drops_an_expired_one() {
     let mut server = Server::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&calls);
-    // `exp` in the past: the cookie is due at once, so each call logs in again.
-    let past = jwt_with_exp(unix_now().saturating_sub(10));
-    let _login = server
-        .mock("GET", "/")
-        .with_header("set-cookie", &format!("CF_Authorization={past}; Path=/"))
-        .with_body_from_request(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-            Vec::new()
-        })
+    let jwt = jwt_with_exp(unix_now() + 24 * 3600);
+    let first = server
+        .mock("GET", "/rules")
+        .match_header("cookie", Matcher::Missing)
+        .with_header("set-cookie", "other=1; Path=/")
+        .with_header("set-cookie", &format!("CF_Authorization={jwt}; Path=/; Secure; HttpOnly"))
+        .with_body(RULES_JSON)
+        .expect(1)
         .create();
-    let _rules = server.mock("GET", "/rules").with_body(RULES_JSON).create();
-    let client = client(
-        &server,
-        Auth::Cloudflare { client_id: "cf-id".into(), client_secret: Secret::new(CF_SECRET) },
-    );
+    let with_cookie = server
+        .mock("GET", "/rules")
+        .match_header("cookie", format!("CF_Authorization={jwt}").as_str())
+        .match_header("cf-access-client-id", "cf-id")
+        .match_header("cf-access-client-secret", CF_SECRET)
+        .with_body(RULES_JSON)
+        .expect(1)
+        .create();
+    let auth = Auth::Cloudflare { client_id: "cf-id".into(), client_secret: Secret::new(CF_SECRET) };
+    let cookie_client = client(&server, auth.clone());
+    cookie_client.rules().unwrap();
+    cookie_client.rules().unwrap();
+    first.assert();
+    with_cookie.assert();
+    assert_eq!(cookie_client.auth_stats().renewals, 1, "one cookie received");
+
+    // A cookie that has expired is not sent.
+    let mut server = Server::new();
+    let past = jwt_with_exp(unix_now().saturating_sub(10));
+    let _setting = server
+        .mock("GET", "/rules")
+        .with_header("set-cookie", &format!("CF_Authorization={past}; Path=/"))
+        .with_body(RULES_JSON)
+        .create();
+    let client = client(&server, auth);
     client.rules().unwrap();
-    client.rules().unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert!(!client.is_authenticated());
+    let later = server
+        .mock("POST", "/jobs")
+        .match_query(Matcher::Any)
+        .match_header("cookie", Matcher::Missing)
+        .with_body("[]")
+        .expect(1)
+        .create();
+    client.lease_jobs(1).unwrap();
+    later.assert();
 }
 
 #[test]
-fn cloudflare_refusal_is_an_auth_error() {
+fn cloudflare_refusals_are_auth_errors_saying_what_to_check() {
+    for (status, says) in [(302u16, "login page"), (403, "refused the service token")] {
+        let mut server = Server::new();
+        let refused = server
+            .mock("GET", "/rules")
+            .with_status(usize::from(status))
+            .with_header("location", "https://team.cloudflareaccess.com/cdn-cgi/access/login")
+            .with_header("content-type", "text/html")
+            .with_body("<!DOCTYPE html><html><body>Sign in</body></html>")
+            .expect(1)
+            .create();
+        let mut config = config(
+            &server,
+            Auth::Cloudflare { client_id: "cf-id".into(), client_secret: Secret::new(CF_SECRET) },
+        );
+        config.auth_hint = Some("check SETTING_A and SETTING_B".into());
+        let client = dragonfly_api::Client::new(config).unwrap();
+        let err = client.rules().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+        assert_eq!(err.status(), Some(status));
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        assert!(text.contains(says) && text.contains("check SETTING_A and SETTING_B"), "{text}");
+        assert!(!text.contains("DOCTYPE"), "no HTML page in the message: {text}");
+        refused.assert();
+    }
+}
+
+#[test]
+fn a_token_the_server_can_no_longer_verify_is_renewed() {
     let mut server = Server::new();
-    let _login = server.mock("GET", "/").with_status(403).with_body("Forbidden").create();
-    let client = client(
-        &server,
-        Auth::Cloudflare { client_id: "cf-id".into(), client_secret: Secret::new(CF_SECRET) },
-    );
-    let err = client.rules().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Auth);
-    assert_eq!(err.status(), Some(403));
-    assert!(!err.is_transient());
-    assert!(err.retry_after().is_some());
-    assert!(err.to_string().contains("CF_Authorization"), "{err}");
+    let tokens = server
+        .mock("POST", "/oauth/token")
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"access_token":"tok","token_type":"Bearer","expires_in":86400}"#)
+        .expect(2)
+        .create();
+    let unverifiable = server
+        .mock("GET", "/rules")
+        .with_status(500)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"detail":"Unable to verify credentials"}"#)
+        .expect(1)
+        .create();
+    let client = client(&server, auth0(&server, password_grant()));
+    client.authenticate().unwrap();
+    // The next answer is fine: the call is retried once with a new login.
+    let fine = server.mock("GET", "/rules").with_body(RULES_JSON).expect(1).create();
+    assert_eq!(client.rules().unwrap().hash, "abc123");
+    unverifiable.assert();
+    fine.assert();
+    tokens.assert();
 }
 
 #[test]

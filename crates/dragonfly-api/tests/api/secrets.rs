@@ -62,7 +62,7 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
         .create();
     // Cloudflare and the API echoing what they were sent.
     let _cloudflare =
-        server.mock("GET", "/cf").with_status(403).with_body(format!("denied {CF_SECRET}")).create();
+        server.mock("GET", "/cf/rules").with_status(403).with_body(format!("denied {CF_SECRET}")).create();
     let _rules =
         server.mock("GET", "/rules").with_status(401).with_body(format!("bad token {STATIC_TOKEN}")).create();
 

@@ -17,12 +17,36 @@ pub(crate) const CF_COOKIE: &str = "CF_Authorization";
 #[derive(Debug)]
 pub(crate) struct Tokens {
     live: HashMap<String, Instant>,
+    /// Tokens signed with a key the server has since rotated out: it can
+    /// no longer verify them.
+    unverifiable: std::collections::HashSet<String>,
     rng: Rng,
+}
+
+/// What the server makes of a request's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Allowed,
+    /// No valid credential: 401 (or the edge's refusal).
+    Refused,
+    /// A token this server issued but can no longer verify: 500.
+    Unverifiable,
 }
 
 impl Tokens {
     pub fn new(seed: u64) -> Tokens {
-        Tokens { live: HashMap::new(), rng: Rng::new(seed) }
+        Tokens { live: HashMap::new(), unverifiable: std::collections::HashSet::new(), rng: Rng::new(seed) }
+    }
+
+    /// The signing key rotates: tokens issued so far stay unexpired but can
+    /// no longer be verified.
+    pub fn rotate_key(&mut self) {
+        self.unverifiable.extend(self.live.drain().map(|(token, _)| token));
+    }
+
+    /// Whether `token` was signed with a key rotated out since.
+    pub fn is_unverifiable(&self, token: &str) -> bool {
+        self.unverifiable.contains(token)
     }
 
     /// Issues a fake JWT carrying `claims` plus `iat`/`exp`, valid for `ttl`.
@@ -203,18 +227,23 @@ pub(crate) fn cf_headers_match(headers: &Headers<'_>, client_id: &str, client_se
         && headers.get("CF-Access-Client-Secret") == Some(client_secret)
 }
 
-/// Whether an API request is authenticated under `mode`.
-pub(crate) fn api_allowed(mode: &AuthMode, tokens: &Tokens, headers: &Headers<'_>) -> bool {
-    match mode {
+/// What an API request's credentials are worth under `mode`.
+pub(crate) fn api_verdict(mode: &AuthMode, tokens: &Tokens, headers: &Headers<'_>) -> Verdict {
+    let allowed = match mode {
         AuthMode::None => true,
         AuthMode::Token(expected) => headers.bearer() == Some(expected.as_str()),
-        AuthMode::Auth0 { .. } => headers.bearer().is_some_and(|token| tokens.is_valid(token)),
+        AuthMode::Auth0 { .. } => match headers.bearer() {
+            Some(token) if tokens.is_unverifiable(token) => return Verdict::Unverifiable,
+            Some(token) => tokens.is_valid(token),
+            None => false,
+        },
         AuthMode::Cloudflare { client_id, client_secret } => {
             headers.cookie(CF_COOKIE).is_some_and(|token| tokens.is_valid(token))
                 || headers.get("Cf-Access-Jwt-Assertion").is_some_and(|token| tokens.is_valid(token))
                 || cf_headers_match(headers, client_id, client_secret)
         }
-    }
+    };
+    if allowed { Verdict::Allowed } else { Verdict::Refused }
 }
 
 #[cfg(test)]

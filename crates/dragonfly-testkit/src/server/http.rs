@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use tiny_http::{Method, Request, StatusCode};
 
 use super::auth::{self, CF_COOKIE, Headers};
+use super::names::normalize_name;
 use super::queue::Outcome;
 use super::{AuthMode, Endpoint, FaultAction, RecordedResult, Shared, State};
 
@@ -48,6 +49,8 @@ enum Route {
     Rules,
     Package,
     Download,
+    /// `GET /simple/{name}/`: a project page of the simple index.
+    Simple,
     MethodNotAllowed,
     NotFound,
 }
@@ -63,6 +66,7 @@ impl Route {
             "/rules" => (Route::Rules, get),
             "/package" => (Route::Package, *method == Method::Put),
             _ if path.starts_with("/packages/") => (Route::Download, get),
+            _ if path.starts_with("/simple/") => (Route::Simple, get),
             _ => return Route::NotFound,
         };
         if allowed { route } else { Route::MethodNotAllowed }
@@ -74,7 +78,7 @@ impl Route {
             Route::Jobs => Some(Endpoint::Jobs),
             Route::Rules => Some(Endpoint::Rules),
             Route::Package => Some(Endpoint::Package),
-            Route::Download => Some(Endpoint::Download),
+            Route::Download | Route::Simple => Some(Endpoint::Download),
             Route::Healthz | Route::MethodNotAllowed | Route::NotFound => None,
         }
     }
@@ -215,6 +219,7 @@ fn dispatch(
     match route {
         Route::Login => login(shared, &mut state, headers),
         Route::Token => token(shared, &mut state, headers, body),
+        Route::Simple => simple(shared, &state, path, headers),
         Route::Download => match state.files.get(path) {
             Some(bytes) => Reply {
                 status: 200,
@@ -225,51 +230,127 @@ fn dispatch(
             None => Reply::detail(404, "Not Found"),
         },
         Route::Jobs | Route::Rules | Route::Package => {
-            if !auth::api_allowed(&shared.config.auth, &state.tokens, headers) {
-                state.unauthorized += 1;
-                return Reply::detail(401, "Not authenticated")
-                    .with_header("WWW-Authenticate", "Bearer".to_owned());
+            match auth::api_verdict(&shared.config.auth, &state.tokens, headers) {
+                auth::Verdict::Allowed => {}
+                auth::Verdict::Unverifiable => {
+                    state.unauthorized += 1;
+                    return Reply::detail(500, "Unable to verify credentials");
+                }
+                auth::Verdict::Refused => {
+                    state.unauthorized += 1;
+                    if matches!(shared.config.auth, AuthMode::Cloudflare { .. }) {
+                        return edge_refusal(shared, path);
+                    }
+                    return Reply::detail(401, "Not authenticated")
+                        .with_header("WWW-Authenticate", "Bearer".to_owned());
+                }
             }
-            match route {
+            let reply = match route {
                 Route::Jobs => jobs(&mut state, query, now),
                 Route::Rules => Reply::json(200, &json!({ "hash": state.rules_hash, "rules": state.rules })),
                 _ => package(&mut state, body, now),
+            };
+            match &shared.config.auth {
+                AuthMode::Cloudflare { .. } if shared.config.cloudflare_cookie => {
+                    let token = edge_token(shared, &mut state, headers);
+                    reply.with_header("Set-Cookie", format!("{CF_COOKIE}={token}; Path=/; HttpOnly; Secure"))
+                }
+                _ => reply,
             }
         }
         Route::Healthz | Route::MethodNotAllowed | Route::NotFound => Reply::detail(404, "Not Found"),
     }
 }
 
-/// `GET /`: the Cloudflare Access edge hands out its cookie.
+/// `GET /`: the server's root behind the edge; with a valid service token
+/// (and `cloudflare_cookie`) the edge sets its cookie on the answer.
 fn login(shared: &Shared, state: &mut State, headers: &Headers<'_>) -> Reply {
-    let client_id = headers.get("CF-Access-Client-Id").map(str::to_owned);
-    let grant = match &shared.config.auth {
-        AuthMode::Cloudflare { client_id: id, client_secret: secret } => {
-            if !auth::cf_headers_match(headers, id, secret) {
-                return Reply {
-                    status: 403,
-                    content_type: "text/plain",
-                    headers: Vec::new(),
-                    body: Arc::new(b"Forbidden".to_vec()),
-                };
+    let reply = Reply::json(200, &json!({ "message": "dragonfly fake mainframe" }));
+    match &shared.config.auth {
+        AuthMode::Cloudflare { client_id, client_secret } => {
+            if !auth::cf_headers_match(headers, client_id, client_secret) {
+                return edge_refusal(shared, "/");
             }
-            true
+            if !shared.config.cloudflare_cookie {
+                return reply;
+            }
+            let token = edge_token(shared, state, headers);
+            reply.with_header("Set-Cookie", format!("{CF_COOKIE}={token}; Path=/; HttpOnly; Secure"))
         }
-        AuthMode::None => client_id.is_some(),
-        AuthMode::Auth0 { .. } | AuthMode::Token(_) => false,
-    };
-    if !grant {
-        return Reply::json(200, &json!({ "message": "dragonfly fake mainframe" }));
+        AuthMode::None | AuthMode::Auth0 { .. } | AuthMode::Token(_) => reply,
     }
+}
+
+/// The JWT the edge issues for a service token (the `Cf-Access-Jwt-Assertion`
+/// it forwards, and its cookie).
+fn edge_token(shared: &Shared, state: &mut State, headers: &Headers<'_>) -> String {
     let mut claims = Map::new();
     claims.insert("aud".into(), json!([shared.base_url]));
     claims.insert("iss".into(), json!("https://fake.cloudflareaccess.com"));
     claims.insert("type".into(), json!("app"));
-    claims.insert("common_name".into(), json!(client_id));
-    let token = state.tokens.issue(claims, shared.config.token_ttl);
+    claims.insert("common_name".into(), json!(headers.get("CF-Access-Client-Id")));
     state.token_grants += 1;
-    Reply::json(200, &json!({ "message": "dragonfly fake mainframe" }))
-        .with_header("Set-Cookie", format!("{CF_COOKIE}={token}; Path=/; HttpOnly"))
+    state.tokens.issue(claims, shared.config.token_ttl)
+}
+
+/// What a Cloudflare Access edge answers a request without a valid service
+/// token: a redirect to its login page (or, configured so, 403).
+fn edge_refusal(shared: &Shared, path: &str) -> Reply {
+    let page = b"<!DOCTYPE html><html><head><title>Sign in - Cloudflare Access</title></head><body>Sign in</body></html>";
+    let reply =
+        Reply { status: 302, content_type: "text/html", headers: Vec::new(), body: Arc::new(page.to_vec()) };
+    if shared.config.cloudflare_forbids {
+        return Reply { status: 403, ..reply };
+    }
+    reply.with_header(
+        "Location",
+        format!(
+            "https://fake-team.cloudflareaccess.com/cdn-cgi/access/login/{}?redirect_url={path}",
+            shared.base_url
+        ),
+    )
+}
+
+/// `GET /simple/{name}/`: PEP 691 JSON when asked for, PEP 503 HTML
+/// otherwise, as PyPI answers; 404 for an unknown project.
+fn simple(shared: &Shared, state: &State, path: &str, headers: &Headers<'_>) -> Reply {
+    let name = path.trim_start_matches("/simple/").trim_end_matches('/');
+    let Some(files) = state.index.get(&normalize_name(name)) else {
+        return Reply::detail(404, "Not Found");
+    };
+    let url = |file: &super::IndexFile| format!("{}{}", shared.base_url, file.path);
+    let wants_json =
+        headers.get("Accept").is_some_and(|accept| accept.contains("application/vnd.pypi.simple.v1+json"));
+    let project = files.first().map_or(name, |file| file.project.as_str());
+    if wants_json {
+        let files: Vec<Value> = files
+            .iter()
+            .map(|file| {
+                json!({
+                    "filename": file.filename,
+                    "url": url(file),
+                    "hashes": {"sha256": file.sha256},
+                    "yanked": file.yanked,
+                })
+            })
+            .collect();
+        let page = json!({"meta": {"api-version": "1.1"}, "name": project, "files": files});
+        return Reply { content_type: "application/vnd.pypi.simple.v1+json", ..Reply::json(200, &page) };
+    }
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><title>Links for {project}</title></head><body><h1>Links for {project}</h1>\n"
+    );
+    for file in files {
+        let yanked = if file.yanked { " data-yanked=\"\"" } else { "" };
+        html.push_str(&format!(
+            "<a href=\"{}#sha256={}\"{yanked}>{}</a><br/>\n",
+            url(file),
+            file.sha256,
+            file.filename
+        ));
+    }
+    html.push_str("</body></html>\n");
+    Reply { status: 200, content_type: "text/html", headers: Vec::new(), body: Arc::new(html.into_bytes()) }
 }
 
 /// `POST /oauth/token`.
