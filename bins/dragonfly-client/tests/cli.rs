@@ -370,3 +370,35 @@ fn scan_pypi_resolves_through_the_index_pip_would_use() {
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!((report[0]["version"].as_str(), report[0]["score"].as_i64()), (Some("2.0"), Some(0)));
 }
+
+#[test]
+fn https_trusts_the_platform_store_that_ssl_cert_file_names() {
+    // A server whose CA is in no bundled root set, as behind a
+    // TLS-inspecting proxy.
+    let files = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];
+    let server = dragonfly_testkit::tls::TlsFileServer::start(fixtures::sdist("tls", "1.0", &files)).unwrap();
+    let url = format!("{}/packages/tls-1.0.tar.gz", server.url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.pem");
+    std::fs::write(&store, server.ca_pem()).unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let scan = |cert_file: &Path| {
+        run(bin()
+            .args(["scan", "--format", "json", &url])
+            .env("SSL_CERT_FILE", cert_file)
+            .env("SSL_CERT_DIR", &empty))
+    };
+    let (code, stdout, stderr) = scan(&store);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((report[0]["name"].as_str(), report[0]["score"].as_i64()), (Some("tls"), Some(0)));
+
+    // A store without that CA: the certificate is refused.
+    let other = dir.path().join("other.pem");
+    let unrelated = dragonfly_testkit::tls::TlsFileServer::start(Vec::new()).unwrap();
+    std::fs::write(&other, unrelated.ca_pem()).unwrap();
+    let (code, stdout, _) = scan(&other);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("certificate") || stdout.contains("UnknownIssuer"), "{stdout}");
+}

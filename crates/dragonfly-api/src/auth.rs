@@ -65,6 +65,11 @@ impl Credential {
         self.renew_at.is_none_or(|renew_at| now < renew_at)
     }
 
+    /// Whether it carries a Cloudflare Access cookie.
+    pub(crate) fn has_cookie(&self) -> bool {
+        matches!(self.value, CredentialValue::Cloudflare(Some(_)))
+    }
+
     /// Not expired yet (may be due for renewal).
     fn is_usable(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|expires_at| now < expires_at)
@@ -95,6 +100,9 @@ struct State {
     confirmed: bool,
     /// Server errors in a row on authenticated calls.
     server_errors: u32,
+    /// Credentials dropped in a row because the server could not verify
+    /// them: past the first, logins back off.
+    unverifiable: u32,
 }
 
 /// Owns the authentication scheme and the shared credential.
@@ -273,6 +281,7 @@ impl Authenticator {
         let mut state = self.lock();
         state.refusals = 0;
         state.server_errors = 0;
+        state.unverifiable = 0;
         state.confirmed = true;
     }
 
@@ -287,16 +296,35 @@ impl Authenticator {
             return false;
         }
         let mut state = self.lock();
-        state.server_errors = state.server_errors.saturating_add(1);
+        // A gateway or an overloaded server (502, 503, 504) says nothing
+        // about the credential.
+        if err.status() == Some(500) {
+            state.server_errors = state.server_errors.saturating_add(1);
+        }
         let says_so = err.message().contains("Unable to verify credentials");
         let same = state.credential.as_ref().is_some_and(|c| c.generation == generation);
-        if same && (says_so || state.server_errors >= SERVER_ERRORS_BEFORE_RENEWAL) {
-            log::warn!("{err}; renewing the credential");
-            state.credential = None;
-            state.server_errors = 0;
-            return true;
+        if !same || !(says_so || state.server_errors >= SERVER_ERRORS_BEFORE_RENEWAL) {
+            return false;
         }
-        false
+        state.credential = None;
+        state.server_errors = 0;
+        if says_so {
+            state.unverifiable = state.unverifiable.saturating_add(1);
+        }
+        if state.unverifiable > 1 {
+            // A fresh token was not verifiable either: the server, not the
+            // token, is at fault; do not log in again at once.
+            let delay = self.backoff.delay(state.unverifiable - 1);
+            state.retry_at = Instant::now().checked_add(delay);
+            state.last_failure = Some(err.clone());
+            log::warn!(
+                "{err}; a fresh credential was not verifiable either, next login in {:.1} s",
+                delay.as_secs_f64()
+            );
+        } else {
+            log::warn!("{err}; renewing the credential");
+        }
+        true
     }
 
     /// Keeps the `CF_Authorization` cookie of a Cloudflare Access response.

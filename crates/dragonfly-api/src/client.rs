@@ -220,6 +220,15 @@ impl Client {
             let err = status_error(&context, &mut response);
             let refused = status == StatusCode::UNAUTHORIZED
                 || (auth.is_cloudflare() && (status == StatusCode::FORBIDDEN || status.is_redirection()));
+            if refused && credential.as_ref().is_some_and(Credential::has_cookie) && !renewed {
+                // The edge may refuse a stale cookie although the service
+                // token is good: once more with the headers alone.
+                if let Some(generation) = generation {
+                    auth.invalidate(generation);
+                }
+                renewed = true;
+                continue;
+            }
             if refused {
                 if let Some(generation) = generation.filter(|_| status == StatusCode::UNAUTHORIZED) {
                     auth.reject(generation, &err);

@@ -104,28 +104,29 @@ pub fn resolve(
         .filter_map(|listed| Some((version_of(&listed.file.filename, name)?, listed)))
         .collect();
     let chosen = match version {
-        Some(wanted) => {
-            let wanted_parsed = pep440_rs::Version::from_str(wanted).ok();
-            let same = |v: &str| {
-                v == wanted
-                    || wanted_parsed
-                        .as_ref()
-                        .is_some_and(|w| pep440_rs::Version::from_str(v).ok().as_ref() == Some(w))
-            };
-            versioned.iter().find(|(v, _)| same(v)).map(|(v, _)| v.clone())
-        }
+        Some(wanted) => versioned.iter().find(|(v, _)| same_version(v, wanted)).map(|(v, _)| v.clone()),
         None => latest(versioned.iter().filter(|(_, l)| !l.yanked).map(|(v, _)| v.as_str())),
     };
     let Some(chosen) = chosen else {
         let what = version.map_or_else(|| format!("{name}: no release"), |v| format!("{name}=={v}"));
         return Err(Error::new(ErrorKind::NotFound, format!("{what} not found on {index}")));
     };
+    // Every file of that version, however its name spells it (`1.0.post1`,
+    // `1.0-1`, `1.0RC1`, ...).
     let files = versioned
         .into_iter()
-        .filter(|(v, listed)| *v == chosen && (version.is_some() || !listed.yanked))
+        .filter(|(v, listed)| same_version(v, &chosen) && (version.is_some() || !listed.yanked))
         .map(|(_, listed)| listed.file)
         .collect();
     Ok(Release { name: project, version: chosen, files })
+}
+
+/// Equal as PEP 440 versions, or as text where either does not parse.
+fn same_version(a: &str, b: &str) -> bool {
+    match (pep440_rs::Version::from_str(a), pep440_rs::Version::from_str(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Downloads `file` into memory (see [`Client::download`]) and checks it
@@ -294,11 +295,15 @@ fn unescape(text: &str) -> String {
 
 /// `link` resolved against `page_url`, when the result is http(s).
 fn absolute(page_url: &str, link: &str) -> Option<String> {
-    let url = if link.contains("://") {
+    let (scheme, _) = page_url.split_once("://")?;
+    // A link with a scheme of its own (before any `/`, `?` or `#`) is absolute.
+    let has_scheme = link.split(['/', '?', '#']).next().is_some_and(|head| head.contains(':'));
+    let url = if has_scheme {
         link.to_owned()
+    } else if let Some(rest) = link.strip_prefix("//") {
+        format!("{scheme}://{rest}")
     } else if let Some(path) = link.strip_prefix('/') {
-        let (scheme, rest) = page_url.split_once("://")?;
-        let host = rest.split('/').next()?;
+        let host = page_url.split_once("://")?.1.split('/').next()?;
         format!("{scheme}://{host}/{path}")
     } else {
         let base = &page_url[..page_url.rfind('/')? + 1];
@@ -391,6 +396,12 @@ mod tests {
         assert_eq!(version_of("demo-1.0.exe", "demo"), None);
         assert_eq!(latest(["1.0", "2.0rc1", "1.10", "x"].into_iter()).as_deref(), Some("1.10"));
         assert_eq!(latest(["2.0b1", "2.0rc1"].into_iter()).as_deref(), Some("2.0rc1"));
+        assert!(same_version("1.0-1", "1.0.post1") && same_version("1.0RC1", "1.0rc1"));
+        assert!(!same_version("1.0", "1.0.1"));
+        assert_eq!(
+            absolute("https://index.example/simple/demo/", "//files.example/demo-1.0.tar.gz").as_deref(),
+            Some("https://files.example/demo-1.0.tar.gz")
+        );
     }
 
     #[test]

@@ -382,8 +382,8 @@ pub type Job = (String, Vec<(String, String)>);
 /// scan file by file with one scanner; the `filetype` filter is applied to
 /// the matches afterwards.
 pub fn naive_run(rules: &RuleSet, jobs: &[Job], max_download: u64) -> Result<NaiveRun> {
-    let info: HashMap<(&str, &str), &dragonfly_engine::RuleInfo> =
-        rules.rules().iter().map(|r| ((r.namespace.as_str(), r.name.as_str()), r)).collect();
+    let info: HashMap<&str, &dragonfly_engine::RuleInfo> =
+        rules.rules().iter().map(|r| (r.name.as_str(), r)).collect();
     let mut scanner = yara_x::Scanner::new(rules.yara());
     scanner.set_timeout(dragonfly_engine::DEFAULT_TIMEOUT);
     let mut run = NaiveRun {
@@ -413,7 +413,7 @@ pub fn naive_run(rules: &RuleSet, jobs: &[Job], max_download: u64) -> Result<Nai
 
 fn naive_package(
     scanner: &mut yara_x::Scanner<'_>,
-    info: &HashMap<(&str, &str), &dragonfly_engine::RuleInfo>,
+    info: &HashMap<&str, &dragonfly_engine::RuleInfo>,
     distributions: &[(String, String)],
     max_download: u64,
     matched: &mut BTreeSet<String>,
@@ -444,7 +444,7 @@ fn naive_package(
             files += 1;
             bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
             for rule in results.matching_rules() {
-                if let Some(info) = info.get(&(rule.namespace(), rule.identifier()))
+                if let Some(info) = info.get(rule.identifier())
                     && info.applies_to(&relative)
                 {
                     matched.insert(info.name.clone());

@@ -8,7 +8,7 @@ use dragonfly_engine::RuleSet;
 
 /// Generated rules, on top of the bundled ones.
 pub const GENERATED_RULES: usize = 80;
-/// Generated rules per rule file (one namespace each).
+/// Generated rules per rule file.
 const RULES_PER_FILE: usize = 10;
 
 /// `filetype` values cycled through; `None` means every file.

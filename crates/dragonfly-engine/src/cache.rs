@@ -4,7 +4,7 @@
 use crate::plan::{GroupId, GroupTable, MAX_GROUPS};
 
 /// First bytes of a serialized rule set (the format's version included).
-pub(crate) const MAGIC: &[u8; 8] = b"DFRULES3";
+pub(crate) const MAGIC: &[u8; 8] = b"DFRULES4";
 
 /// Occurs when compiled rules cannot be written or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,17 +25,27 @@ pub enum CacheError {
     /// Occurs when the group table names a group that is not there.
     #[error("bad group {0}")]
     Group(u64),
-    /// Occurs when a file-type suffix is not UTF-8.
-    #[error("a file-type suffix is not UTF-8")]
+    /// Occurs when a file-type suffix is empty, or a name is not UTF-8.
+    #[error("a file-type suffix is empty, or a name is not UTF-8")]
     Suffix,
     /// Occurs when yara-x cannot serialize or deserialize compiled rules.
     #[error("compiled rules: {0}")]
     Rules(String),
 }
 
-/// Frames compiled rule blobs (the whole set first, then each group) and
-/// the group table into one byte string.
-pub(crate) fn encode(blobs: &[Vec<u8>], table: &GroupTable) -> Vec<u8> {
+/// What the cache holds besides the compiled rules: the group table and
+/// the file each rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) table: GroupTable,
+    /// `(rule name, rule file)`.
+    pub(crate) sources: Vec<(String, String)>,
+}
+
+/// Frames compiled rule blobs (the whole set first, then each group), the
+/// group table and the rule files into one byte string.
+pub(crate) fn encode(blobs: &[Vec<u8>], layout: &Layout) -> Vec<u8> {
+    let table = &layout.table;
     fn put(out: &mut Vec<u8>, n: usize) {
         out.extend_from_slice(&(n as u64).to_le_bytes());
     }
@@ -52,11 +62,18 @@ pub(crate) fn encode(blobs: &[Vec<u8>], table: &GroupTable) -> Vec<u8> {
         put(&mut out, group.0);
     }
     put(&mut out, table.default.0);
+    put(&mut out, layout.sources.len());
+    for (rule, source) in &layout.sources {
+        for text in [rule, source] {
+            put(&mut out, text.len());
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
     out
 }
 
-/// Reads what [`encode`] wrote: the blobs and the group table.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Vec<&[u8]>, GroupTable), CacheError> {
+/// Reads what [`encode`] wrote: the blobs and the layout.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Vec<&[u8]>, Layout), CacheError> {
     struct Reader<'a>(&'a [u8]);
     impl<'a> Reader<'a> {
         fn take(&mut self, n: u64) -> Result<&'a [u8], CacheError> {
@@ -90,13 +107,25 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Vec<&[u8]>, GroupTable), CacheErro
     for _ in 0..suffixes {
         let n = reader.number()?;
         let suffix = std::str::from_utf8(reader.take(n)?).map_err(|_| CacheError::Suffix)?.to_owned();
+        if suffix.is_empty() {
+            return Err(CacheError::Suffix);
+        }
         table.by_suffix.push((suffix, group(reader.number()?)?));
     }
     table.default = group(reader.number()?)?;
+    let text = |reader: &mut Reader<'_>| -> Result<String, CacheError> {
+        let n = reader.number()?;
+        std::str::from_utf8(reader.take(n)?).map(str::to_owned).map_err(|_| CacheError::Suffix)
+    };
+    let count = reader.number()?;
+    let mut sources = Vec::new();
+    for _ in 0..count {
+        sources.push((text(&mut reader)?, text(&mut reader)?));
+    }
     if !reader.0.is_empty() {
         return Err(CacheError::TrailingBytes);
     }
-    Ok((blobs, table))
+    Ok((blobs, Layout { table, sources }))
 }
 
 #[cfg(test)]
@@ -123,10 +152,10 @@ mod tests {
         trailing.push(0);
         let error = |bytes: &[u8]| decode(bytes).expect_err("refused");
         assert_eq!(error(&trailing), CacheError::TrailingBytes);
-        // The last number is the default group's id: one past the blobs.
-        let mut bad_group = bytes.clone();
-        let at = bad_group.len() - 8;
-        bad_group[at..].copy_from_slice(&99u64.to_le_bytes());
+        // The default group's id (then no rule files): one past the blobs.
+        let mut bad_group = encode(&[vec![1, 2]], &Layout { table: GroupTable::none(), sources: Vec::new() });
+        let at = bad_group.len() - 16;
+        bad_group[at..at + 8].copy_from_slice(&99u64.to_le_bytes());
         assert_eq!(error(&bad_group), CacheError::Group(99));
         let mut no_blobs = MAGIC.to_vec();
         no_blobs.extend_from_slice(&0u64.to_le_bytes());

@@ -7,8 +7,9 @@ use crate::rules::CompileError;
 /// What the scorer knows about one compiled rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
-    /// The rule's namespace: the name of the source it came from.
-    pub namespace: String,
+    /// The rule file that defines it (`rules` when that is not known, as
+    /// for rules read back from the cache).
+    pub source: String,
     /// The rule's identifier, as reported in `rules_matched`.
     pub name: String,
     /// Contribution to a score (`weight` metadata; 0 when absent).
@@ -31,13 +32,14 @@ impl RuleInfo {
     }
 }
 
-/// Reads one compiled rule's metadata; odd but usable values add a line to
-/// `warnings`, unusable ones are errors.
+/// Reads one compiled rule's metadata (the rule defined in `source`); odd
+/// but usable values add a line to `warnings`, unusable ones are errors.
 pub(crate) fn read_metadata(
     rule: &yara_x::Rule,
+    source: &str,
     warnings: &mut Vec<String>,
 ) -> Result<RuleInfo, CompileError> {
-    let namespace = rule.namespace().to_owned();
+    let namespace = source.to_owned();
     let name = rule.identifier().to_owned();
     let bad = |message: String| CompileError::Metadata {
         source_name: namespace.clone(),
@@ -85,5 +87,11 @@ pub(crate) fn read_metadata(
             _ => {}
         }
     }
-    Ok(RuleInfo { namespace, name, weight: weight.unwrap_or(0), filetypes, private: rule.is_private() })
+    Ok(RuleInfo {
+        source: namespace,
+        name,
+        weight: weight.unwrap_or(0),
+        filetypes,
+        private: rule.is_private(),
+    })
 }

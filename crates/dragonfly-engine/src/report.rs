@@ -15,8 +15,8 @@ use dragonfly_flatten::Format;
 pub struct RuleMatch {
     /// Rule identifier.
     pub name: String,
-    /// Namespace (rule source) the rule came from.
-    pub namespace: String,
+    /// The rule file that defines it.
+    pub source: String,
     /// The rule's weight.
     pub weight: i64,
 }
@@ -117,7 +117,7 @@ impl DistributionReport {
         self.files
             .iter()
             .flat_map(|f| &f.matches)
-            .filter(|m| seen.insert((m.namespace.as_str(), m.name.as_str())))
+            .filter(|m| seen.insert(m.name.as_str()))
             .map(|m| m.weight)
             .sum()
     }
@@ -232,7 +232,7 @@ mod tests {
     use super::*;
 
     fn m(name: &str, weight: i64) -> RuleMatch {
-        RuleMatch { name: name.into(), namespace: "ns".into(), weight }
+        RuleMatch { name: name.into(), source: "a.yar".into(), weight }
     }
 
     fn file(path: &str, matches: Vec<RuleMatch>) -> FileReport {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{self, CacheError};
+use crate::cache::{self, CacheError, Layout};
 use crate::compile::{compile_groups, compile_unit};
 use crate::metadata::{RuleInfo, read_metadata};
 use crate::plan::{GroupId, GroupTable, Plan};
@@ -90,8 +90,8 @@ pub struct RuleSet {
     table: GroupTable,
     hash: String,
     info: Vec<RuleInfo>,
-    /// namespace -> rule name -> position in `info`.
-    index: HashMap<String, HashMap<String, usize>>,
+    /// Rule name -> position in `info` (names are unique in a set).
+    index: HashMap<String, usize>,
     warnings: Vec<String>,
     /// Some rule has no `filetype`: every file must be scanned.
     any_rule_for_all_files: bool,
@@ -127,7 +127,9 @@ impl RuleSet {
         }
         let unit = Unit::new(&sources);
         let (yara, warnings) = compile_unit(&unit)?;
-        let mut rules = Self::from_compiled(hash.into(), vec![yara], GroupTable::none(), warnings)?;
+        let source_of = |name: &str| unit.file_of(name).map(str::to_owned);
+        let mut rules =
+            Self::from_compiled(hash.into(), vec![yara], GroupTable::none(), warnings, &source_of)?;
         let (groups, table) = compile_groups(&unit, &rules.info, &Plan::new(&rules.info));
         rules.compiled.extend(groups);
         rules.table = table;
@@ -169,18 +171,21 @@ impl RuleSet {
     }
 
     /// `compiled` holds the whole set first.
+    /// `source_of` names the file defining a rule, where known.
     fn from_compiled(
         hash: String,
         compiled: Vec<yara_x::Rules>,
         table: GroupTable,
         warnings: Vec<String>,
+        source_of: &dyn Fn(&str) -> Option<String>,
     ) -> Result<RuleSet, CompileError> {
         let mut warnings = warnings;
         let mut info = Vec::new();
-        let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for rule in compiled[GroupId::WHOLE_SET.0].iter() {
-            let rule_info = read_metadata(&rule, &mut warnings)?;
-            index.entry(rule_info.namespace.clone()).or_default().insert(rule_info.name.clone(), info.len());
+            let source = source_of(rule.identifier()).unwrap_or_else(|| "rules".to_owned());
+            let rule_info = read_metadata(&rule, &source, &mut warnings)?;
+            index.insert(rule_info.name.clone(), info.len());
             info.push(rule_info);
         }
         for warning in &warnings {
@@ -199,17 +204,19 @@ impl RuleSet {
             .iter()
             .map(|rules| rules.serialize().map_err(|e| CacheError::Rules(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(cache::encode(&blobs, &self.table))
+        let sources = self.info.iter().map(|r| (r.name.clone(), r.source.clone())).collect();
+        Ok(cache::encode(&blobs, &Layout { table: self.table.clone(), sources }))
     }
 
     /// Reads rules written by [`RuleSet::serialize`], skipping compilation.
     pub fn deserialize(hash: impl Into<String>, bytes: &[u8]) -> Result<RuleSet, CompileError> {
-        let (blobs, table) = cache::decode(bytes)?;
+        let (blobs, Layout { table, sources }) = cache::decode(bytes)?;
+        let sources: HashMap<String, String> = sources.into_iter().collect();
         let compiled = blobs
             .into_iter()
             .map(|blob| yara_x::Rules::deserialize(blob).map_err(|e| CacheError::Rules(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::from_compiled(hash.into(), compiled, table, Vec::new())
+        Self::from_compiled(hash.into(), compiled, table, Vec::new(), &|name| sources.get(name).cloned())
     }
 
     /// How many rule groups by file type were compiled besides the whole
@@ -260,8 +267,8 @@ impl RuleSet {
         &self.compiled[GroupId::WHOLE_SET.0]
     }
 
-    pub(crate) fn lookup(&self, namespace: &str, name: &str) -> Option<&RuleInfo> {
-        self.index.get(namespace)?.get(name).map(|&i| &self.info[i])
+    pub(crate) fn lookup(&self, name: &str) -> Option<&RuleInfo> {
+        self.index.get(name).map(|&i| &self.info[i])
     }
 }
 
@@ -331,14 +338,14 @@ mod tests {
             rules.rules(),
             &[
                 RuleInfo {
-                    namespace: "default".into(),
+                    source: "a.yar".into(),
                     name: "a".into(),
                     weight: 3,
                     filetypes: Some(vec![".py".into(), "setup.py".into()]),
                     private: false,
                 },
                 RuleInfo {
-                    namespace: "default".into(),
+                    source: "a.yar".into(),
                     name: "b".into(),
                     weight: 0,
                     filetypes: None,

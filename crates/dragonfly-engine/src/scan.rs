@@ -168,11 +168,11 @@ impl Engine {
             Ok(results) => {
                 let matches: Vec<RuleMatch> = results
                     .matching_rules()
-                    .filter_map(|rule| rules.lookup(rule.namespace(), rule.identifier()))
+                    .filter_map(|rule| rules.lookup(rule.identifier()))
                     .filter(|info| info.applies_to(&file.path))
                     .map(|info| RuleMatch {
                         name: info.name.clone(),
-                        namespace: info.namespace.clone(),
+                        source: info.source.clone(),
                         weight: info.weight,
                     })
                     .collect();

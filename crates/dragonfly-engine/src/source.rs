@@ -142,6 +142,14 @@ impl<'a> Unit<'a> {
         None
     }
 
+    /// The file defining rule `name`, when the files could be cut.
+    pub(crate) fn file_of(&self, name: &str) -> Option<&'a str> {
+        self.files
+            .iter()
+            .find(|f| f.sliced.iter().flat_map(|s| &s.rules).any(|r| r.name == name))
+            .map(|f| f.name)
+    }
+
     /// The text of a group: every file's imports, the global rules, the
     /// rules in `names` and every rule they refer to (across files), in
     /// compile order. Files that could not be cut come whole.

@@ -98,21 +98,17 @@ fn wheel(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 /// The reference: every file scanned with a fresh yara-x scanner, matches
 /// filtered by `filetype` afterwards. Returns path -> sorted rule names.
-fn reference(rules: &RuleSet, files: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<(String, String)>> {
+fn reference(rules: &RuleSet, files: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for (path, data) in files {
         let mut scanner = yara_x::Scanner::new(rules.yara());
         let results = scanner.scan(data).unwrap();
-        let mut names: Vec<(String, String)> = results
+        let mut names: Vec<String> = results
             .matching_rules()
             .filter(|r| {
-                rules
-                    .rules()
-                    .iter()
-                    .find(|i| i.namespace == r.namespace() && i.name == r.identifier())
-                    .is_some_and(|i| i.applies_to(path))
+                rules.rules().iter().find(|i| i.name == r.identifier()).is_some_and(|i| i.applies_to(path))
             })
-            .map(|r| (r.namespace().to_owned(), r.identifier().to_owned()))
+            .map(|r| r.identifier().to_owned())
             .collect();
         names.sort();
         if !names.is_empty() {
@@ -122,13 +118,12 @@ fn reference(rules: &RuleSet, files: &[(String, Vec<u8>)]) -> BTreeMap<String, V
     out
 }
 
-fn engine_matches(report: &dragonfly_engine::DistributionReport) -> BTreeMap<String, Vec<(String, String)>> {
+fn engine_matches(report: &dragonfly_engine::DistributionReport) -> BTreeMap<String, Vec<String>> {
     report
         .files
         .iter()
         .map(|f| {
-            let mut names: Vec<(String, String)> =
-                f.matches.iter().map(|m| (m.namespace.clone(), m.name.clone())).collect();
+            let mut names: Vec<String> = f.matches.iter().map(|m| m.name.clone()).collect();
             names.sort();
             (f.path.clone(), names)
         })

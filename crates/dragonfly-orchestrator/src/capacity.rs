@@ -6,18 +6,19 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dragonfly_api::Job;
 
 use crate::stats::Stats;
 use crate::sync::Signal;
 
-/// A held job's current lease: what its result must echo.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A held job's current lease: what its result must echo, and when it began.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Lease {
     pub(crate) attempt: Option<u32>,
     pub(crate) assignment_id: Option<String>,
+    pub(crate) leased_at: Instant,
 }
 
 /// The node's room for more jobs.
@@ -68,8 +69,8 @@ impl<'a> Capacity<'a> {
     /// Takes on a leased job; false when the node holds it already (the
     /// server leased it again, as its lease ran out): the held job then
     /// takes over the new lease and is scanned and reported once.
-    pub(crate) fn take_on(&self, job: &Job) -> bool {
-        let lease = Lease { attempt: job.attempt, assignment_id: job.assignment_id.clone() };
+    pub(crate) fn take_on(&self, job: &Job, leased_at: Instant) -> bool {
+        let lease = Lease { attempt: job.attempt, assignment_id: job.assignment_id.clone(), leased_at };
         let key = (job.name.clone(), job.version.clone());
         let mut held = self.held_jobs();
         match held.get_mut(&key) {
@@ -141,6 +142,11 @@ impl<'a> Capacity<'a> {
     pub(crate) fn result_done(&self, name: &str, version: &str) {
         self.release(name, version);
         self.room.notify();
+    }
+
+    /// When a held job's current lease began.
+    pub(crate) fn leased_at(&self, name: &str, version: &str) -> Option<Instant> {
+        self.lease_of(name, version).map(|lease| lease.leased_at)
     }
 
     /// A leased job the node will not work on (it is stopping).
@@ -222,14 +228,16 @@ mod tests {
     fn a_job_leased_again_while_held_takes_over_the_new_lease() {
         let stats = Stats::default();
         let capacity = Capacity::new(&stats, 1, 20, Duration::from_secs(120));
-        assert!(capacity.take_on(&job(1)));
-        assert!(!capacity.take_on(&job(2)), "held already: not scanned twice");
+        let now = Instant::now();
+        assert!(capacity.take_on(&job(1), now));
+        assert!(!capacity.take_on(&job(2), now + Duration::from_secs(1)), "held already: not scanned twice");
         assert_eq!((capacity.held(), stats.snapshot().jobs_held), (1, 1));
         let lease = capacity.lease_of("a", "1").unwrap();
         assert_eq!((lease.attempt, lease.assignment_id.as_deref()), (Some(2), Some("id-2")));
+        assert_eq!(capacity.leased_at("a", "1"), Some(now + Duration::from_secs(1)));
         assert_eq!(capacity.held_names(), ["a==1"]);
         capacity.result_done("a", "1");
         assert_eq!(capacity.held(), 0);
-        assert!(capacity.take_on(&job(3)), "reported: a new lease is new work");
+        assert!(capacity.take_on(&job(3), now), "reported: a new lease is new work");
     }
 }

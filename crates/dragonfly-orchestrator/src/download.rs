@@ -41,7 +41,10 @@ impl Downloader<'_> {
             }
             if let Some(expected) = self.capacity.expected_job_time() {
                 let lease = self.node.settings.lease_timeout;
-                if leased.leased_at.elapsed() + expected > lease {
+                // The job's newest lease: it may have been leased again.
+                let job = &leased.job;
+                let since = self.capacity.leased_at(&job.name, &job.version).unwrap_or(leased.leased_at);
+                if since.elapsed() + expected > lease {
                     // Its result would come after the lease: the server
                     // would refuse it and lease the job again anyway.
                     log::warn!(
@@ -76,6 +79,11 @@ impl Downloader<'_> {
     fn fetch(&self, job: &Arc<JobState>, index: usize, url: &str) -> bool {
         let max = self.node.settings.max_scan_size;
         self.budget.acquire(max);
+        if self.node.shutdown.is_past(self.node.settings.grace_period) {
+            // Abandoned: nothing is downloaded after the grace period.
+            self.budget.release(max);
+            return false;
+        }
         let bytes = catch_unwind(AssertUnwindSafe(|| self.download(&job.job, url))).unwrap_or_else(|panic| {
             Err(Problem::Internal {
                 url: url.to_owned(),
@@ -108,7 +116,8 @@ impl Downloader<'_> {
                         package = job.name.as_str(), version = job.version.as_str();
                         "download of {url} failed ({err}), retry {attempt} in {wait:?}"
                     );
-                    std::thread::sleep(wait);
+                    // A shutdown ends the wait: the job is finished now or never.
+                    self.node.shutdown.sleep(wait);
                     continue;
                 }
                 Err(err) if err.kind() == ErrorKind::TooLarge => {

@@ -53,8 +53,8 @@ impl Loader<'_> {
                         jobs.truncate(batch as usize);
                     }
                     // A job held already takes over the new lease instead.
-                    jobs.retain(|job| self.capacity.take_on(job));
                     let leased_at = Instant::now();
+                    jobs.retain(|job| self.capacity.take_on(job, leased_at));
                     // New rules are fetched here, off the scanning threads,
                     // before the jobs that name them are scanned.
                     let mut hashes: Vec<&str> = jobs.iter().map(|j| j.hash.as_str()).collect();

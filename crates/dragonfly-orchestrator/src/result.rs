@@ -54,7 +54,7 @@ mod tests {
     fn file(path: &str, rules: &[(&str, i64)]) -> FileReport {
         let matches: Vec<RuleMatch> = rules
             .iter()
-            .map(|&(name, weight)| RuleMatch { name: name.into(), namespace: "ns".into(), weight })
+            .map(|&(name, weight)| RuleMatch { name: name.into(), source: "a.yar".into(), weight })
             .collect();
         FileReport { path: path.into(), size: 10, score: matches.iter().map(|m| m.weight).sum(), matches }
     }

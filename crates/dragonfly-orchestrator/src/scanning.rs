@@ -43,8 +43,9 @@ impl Scanning<'_> {
                 }
                 slots.acquire(1);
                 scope.spawn(move |_| {
+                    // Given back even if the task panics.
+                    let _slot = Slot(slots);
                     this.scan(downloaded);
-                    slots.release(1);
                 });
             }
         });
@@ -93,11 +94,21 @@ impl Scanning<'_> {
     fn finish(&self, job: &JobState) {
         let outcome = catch_unwind(AssertUnwindSafe(|| job.outcome()))
             .unwrap_or_else(|panic| Err(FailureReason::Internal { message: panic_message(&*panic) }));
-        self.capacity.job_measured(job.leased_at.elapsed(), job.started.elapsed());
+        let leased_at = self.capacity.leased_at(&job.job.name, &job.job.version).unwrap_or(job.leased_at);
+        self.capacity.job_measured(leased_at.elapsed(), job.started.elapsed());
         log::debug!(
             package = job.job.name.as_str(), version = job.job.version.as_str();
             "scanned in {:?}", job.started.elapsed()
         );
         hand_over(self.node.stats, &self.results, &job.job, outcome);
+    }
+}
+
+/// One scanning slot, given back when dropped.
+struct Slot<'a>(&'a Budget);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.release(1);
     }
 }

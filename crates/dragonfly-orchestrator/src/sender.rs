@@ -61,8 +61,9 @@ impl ResultSender<'_> {
         let mut failures = 0u32;
         loop {
             // The job may have been leased again since it was scanned.
-            if let Some(lease) = self.capacity.lease_of(package, version) {
-                result.set_lease(lease.attempt, lease.assignment_id);
+            let sent = self.capacity.lease_of(package, version);
+            if let Some(lease) = &sent {
+                result.set_lease(lease.attempt, lease.assignment_id.clone());
             }
             match self.node.client.submit(&result) {
                 Ok(()) => {
@@ -85,6 +86,14 @@ impl ResultSender<'_> {
                         self.done_failing(failures, failing);
                         return;
                     }
+                }
+                // Leased again while this submission was on its way: the
+                // server wants the result with the new lease.
+                Err(err)
+                    if matches!(err.kind(), ErrorKind::Conflict | ErrorKind::NotFound)
+                        && self.capacity.lease_of(package, version) != sent =>
+                {
+                    log::info!(package, version; "leased again meanwhile ({err}); sending with the new lease");
                 }
                 Err(err) => {
                     self.node.stats.result_dropped();

@@ -1,5 +1,6 @@
 //! Test kit for the Dragonfly node: a stateful fake control server on
-//! loopback ([`server`]) and generated package fixtures ([`fixtures`]).
+//! loopback ([`server`]), generated package fixtures ([`fixtures`]) and an
+//! HTTPS file server with a CA of its own ([`tls`]).
 //!
 //! Nothing here is meant for production; it exists so that tests, the demo
 //! and benchmarks can run the real node without credentials or a network.
@@ -7,5 +8,6 @@
 pub mod fixtures;
 mod rng;
 pub mod server;
+pub mod tls;
 
 pub use fixtures::Distribution;
