@@ -93,7 +93,7 @@ pub struct ScanArgs {
     pub threads: Option<usize>,
 
     /// Package index (simple repository API) for pypi: inputs [default:
-    /// PIP_INDEX_URL, else UV_INDEX_URL, else https://pypi.org/simple].
+    /// PIP_INDEX_URL, else UV_INDEX_URL, else PyPI's simple index].
     #[arg(long, value_name = "URL", alias = "pypi-index")]
     pub index_url: Option<String>,
 }
