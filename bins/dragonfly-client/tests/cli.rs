@@ -402,3 +402,54 @@ fn https_trusts_the_platform_store_that_ssl_cert_file_names() {
     assert_eq!(code, 2, "{stdout}");
     assert!(stdout.contains("certificate") || stdout.contains("UnknownIssuer"), "{stdout}");
 }
+
+/// A node with slow downloads, started against `server`.
+fn slow_node(server: &FakeServer, dir: &Path, grace: &str) -> Running {
+    server.set_rules(
+        "r1",
+        dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect(),
+    );
+    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_secs(4))));
+    let files = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];
+    let dist =
+        Distribution::new(fixtures::sdist_filename("late", "1.0"), fixtures::sdist("late", "1.0", &files));
+    server.add_package("late", "1.0", vec![dist]);
+    let node = Running::new(
+        bin()
+            .current_dir(dir)
+            .env("DRAGONFLY_BASE_URL", server.url())
+            .env("DRAGONFLY_AUTH_MODE", "none")
+            .env("DRAGONFLY_GRACE_PERIOD", grace)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while server.stats().requests_to(Endpoint::Download) == 0 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    node
+}
+
+#[test]
+fn a_stop_with_jobs_left_after_the_grace_period_exits_3_naming_them() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = slow_node(&server, dir.path(), "1");
+    let output = node.terminate_with_output();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{log}");
+    assert!(log.contains("late==1.0"), "{log}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_128_plus_its_number() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = slow_node(&server, dir.path(), "60");
+    node.signal_term();
+    std::thread::sleep(Duration::from_millis(300));
+    let output = node.terminate_with_output();
+    assert_eq!(output.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&output.stderr));
+}

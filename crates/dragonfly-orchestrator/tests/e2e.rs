@@ -443,3 +443,45 @@ fn the_node_leases_one_job_per_thread_until_it_has_measured_one() {
     node.stop();
     assert_eq!(leased_first, 2, "one per thread (2), not a bulk of 20");
 }
+
+#[test]
+fn a_stalled_result_does_not_hold_back_the_others() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    for i in 0..3 {
+        let name = format!("quick{i}");
+        server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));
+    }
+    // The first result's PUT hangs for 8 s.
+    server.add_fault(Fault::new(Endpoint::Package, FaultAction::Delay(Duration::from_secs(8))).with_limit(1));
+    let node = RunningNode::start(open_client(&server), settings());
+    let started = Instant::now();
+    while accepted(&server.results()).len() < 2 && started.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(accepted(&server.results()).len(), 2, "delivered while one PUT hung");
+    assert!(server.wait_drained(WAIT));
+    node.stop();
+    assert_eq!(accepted(&server.results()).len(), 3);
+}
+
+#[test]
+fn jobs_beyond_what_was_asked_are_left_to_expire() {
+    // The server answers a lease of 2 with 6 jobs: the node takes on only
+    // the 2 it asked for, and the others come back after their lease.
+    let config =
+        ServerConfig { extra_jobs: 4, lease_timeout: Duration::from_secs(2), ..ServerConfig::default() };
+    let server = FakeServer::start(config).unwrap();
+    server.set_rules("r", bundled_rules());
+    for i in 0..6 {
+        let name = format!("extra{i}");
+        server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));
+    }
+    let node = RunningNode::start(open_client(&server), settings());
+    assert!(server.wait_drained(WAIT), "{:?}", server.stats());
+    node.stop();
+    let results = accepted(&server.results()).into_iter().cloned().collect::<Vec<_>>();
+    assert_eq!(results.len(), 6, "{results:?}");
+    let first_attempts = results.iter().filter(|r| r.body["attempt"] == 1).count();
+    assert_eq!(first_attempts, 2, "only the 2 jobs asked for were scanned on their first lease: {results:?}");
+}

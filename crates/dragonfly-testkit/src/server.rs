@@ -80,6 +80,9 @@ pub struct ServerConfig {
     /// With [`AuthMode::Cloudflare`]: a request without a valid service
     /// token gets 403 instead of a 302 to the login page (default false).
     pub cloudflare_forbids: bool,
+    /// Jobs handed out beyond the `batch` asked for, as a misbehaving
+    /// server might (default 0).
+    pub extra_jobs: usize,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             public_url: None,
             cloudflare_cookie: false,
             cloudflare_forbids: false,
+            extra_jobs: 0,
         }
     }
 }

@@ -30,6 +30,14 @@ impl Running {
         self.terminate_with_output().status.code()
     }
 
+    /// Sends SIGTERM without waiting.
+    #[allow(dead_code)]
+    pub fn signal_term(&self) {
+        let child = self.0.as_ref().expect("still running");
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+    }
+
     /// SIGTERM, then everything the process wrote to its piped outputs.
     pub fn terminate_with_output(mut self) -> Output {
         let child = self.0.take().expect("still running");

@@ -246,7 +246,7 @@ fn dispatch(
                 }
             }
             let reply = match route {
-                Route::Jobs => jobs(&mut state, query, now),
+                Route::Jobs => jobs(&mut state, query, now, shared.config.extra_jobs),
                 Route::Rules => Reply::json(200, &json!({ "hash": state.rules_hash, "rules": state.rules })),
                 _ => package(&mut state, body, now),
             };
@@ -377,7 +377,7 @@ fn token(shared: &Shared, state: &mut State, headers: &Headers<'_>, body: &[u8])
 }
 
 /// `POST /jobs?batch=N`.
-fn jobs(state: &mut State, query: &str, now: Instant) -> Reply {
+fn jobs(state: &mut State, query: &str, now: Instant, extra: usize) -> Reply {
     let mut batch = 1;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         if key == "batch" {
@@ -397,7 +397,7 @@ fn jobs(state: &mut State, query: &str, now: Instant) -> Reply {
         }
     }
     let State { queue, ids, rules_hash, .. } = state;
-    let leased = queue.lease(batch, now, rules_hash, || {
+    let leased = queue.lease(batch + extra, now, rules_hash, || {
         let (a, b) = (ids.next_u64(), ids.next_u64());
         format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
