@@ -62,6 +62,10 @@ pub struct Config {
     pub bulk_size: usize,
     /// Largest distribution download, in bytes.
     pub max_scan_size: u64,
+    /// The most memory the node may use: bytes, or with a KiB/MiB/GiB
+    /// suffix (none: the container's limit minus headroom, else half the
+    /// physical memory).
+    pub memory_limit: Option<String>,
     /// Accepted for compatibility with the original client; has no effect
     /// (work wakes the node at once).
     pub wait_duration: u64,
@@ -114,6 +118,7 @@ impl Default for Config {
             load_duration: node.load_duration.as_secs(),
             bulk_size: node.bulk_size,
             max_scan_size: node.max_scan_size,
+            memory_limit: None,
             wait_duration: 10,
             scan_timeout: node.scan_timeout.as_secs(),
             max_uncompressed_size: limits.max_total_bytes,
@@ -142,6 +147,7 @@ const TEXT_KEYS: &[&str] = &[
     "password",
     "token",
     "metrics_addr",
+    "memory_limit",
 ];
 
 /// Names of the settings that hold secrets.
@@ -227,6 +233,10 @@ impl Config {
             }
             Err(_) => e,
         })?;
+        if let Some(limit) = &self.memory_limit {
+            crate::memory::parse_size(limit)
+                .map_err(|e| anyhow::anyhow!("setting `memory_limit` (DRAGONFLY_MEMORY_LIMIT): {e}"))?;
+        }
         if let Some(addr) = &self.metrics_addr {
             addr.parse::<std::net::SocketAddr>().map_err(|e| {
                 anyhow::anyhow!(
@@ -291,8 +301,16 @@ impl Config {
             grace_period: secs(self.grace_period),
             summary_interval: secs(self.summary_interval),
             rules_cache_dir: self.rules_cache_dir.clone(),
+            memory_limit: self.effective_memory_limit().map(|(bytes, _)| bytes),
             ..NodeSettings::default()
         }
+    }
+
+    /// The memory limit in force and where it came from (call after
+    /// [`Config::validate`]).
+    pub fn effective_memory_limit(&self) -> Option<(u64, crate::memory::Source)> {
+        // Validated already: a bad setting stopped the node at start.
+        crate::memory::effective(self.memory_limit.as_deref()).ok().flatten()
     }
 
     /// The effective configuration as TOML; secrets show as `***`.

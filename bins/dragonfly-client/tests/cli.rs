@@ -233,6 +233,33 @@ fn config_masks_secrets_and_rejects_bad_values() {
 }
 
 #[test]
+fn config_shows_the_memory_limit_in_force_and_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |limit: Option<&str>| {
+        let mut command = bin();
+        command.arg("config").current_dir(dir.path()).env("DRAGONFLY_AUTH_MODE", "none");
+        if let Some(limit) = limit {
+            command.env("DRAGONFLY_MEMORY_LIMIT", limit);
+        }
+        run(&mut command)
+    };
+    let (code, stdout, stderr) = config(Some("512MiB"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("memory_limit = \"512MiB\""), "{stdout}");
+    assert!(
+        stdout.contains("# memory limit in force: 536870912 bytes, from DRAGONFLY_MEMORY_LIMIT"),
+        "{stdout}"
+    );
+    // Without the setting: the container's limit or the machine's memory.
+    let (code, stdout, _) = config(None);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("# memory limit in force: ") && stdout.contains(" bytes, from "), "{stdout}");
+    let (code, _, stderr) = config(Some("lots"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DRAGONFLY_MEMORY_LIMIT"), "{stderr}");
+}
+
+#[test]
 fn sigterm_finishes_held_jobs_and_exits_0() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
     let rules =

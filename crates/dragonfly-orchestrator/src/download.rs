@@ -77,7 +77,7 @@ impl Downloader<'_> {
     /// Downloads one distribution (reserving the worst case in the budget,
     /// keeping what arrived) and hands it on; false when scanning is gone.
     fn fetch(&self, job: &Arc<JobState>, index: usize, url: &str) -> bool {
-        let max = self.node.settings.max_scan_size;
+        let max = self.node.settings.download_cap();
         self.budget.acquire(max);
         if self.node.shutdown.is_past(self.node.settings.grace_period) {
             // Abandoned: nothing is downloaded after the grace period.
@@ -104,7 +104,8 @@ impl Downloader<'_> {
     fn download(&self, job: &Job, url: &str) -> Result<Vec<u8>, Problem> {
         let mut attempt = 0;
         loop {
-            let error = match self.node.client.download(url, self.node.settings.max_scan_size) {
+            let cap = self.node.settings.download_cap();
+            let error = match self.node.client.download(url, cap) {
                 Ok(bytes) => {
                     self.node.stats.downloaded(bytes.len() as u64);
                     return Ok(bytes);
@@ -120,9 +121,7 @@ impl Downloader<'_> {
                     self.node.shutdown.sleep(wait);
                     continue;
                 }
-                Err(err) if err.kind() == ErrorKind::TooLarge => {
-                    DownloadError::TooLarge { limit: self.node.settings.max_scan_size }
-                }
+                Err(err) if err.kind() == ErrorKind::TooLarge => DownloadError::TooLarge { limit: cap },
                 Err(err) => DownloadError::Failed(err),
             };
             return Err(Problem::Download { url: url.to_owned(), error });

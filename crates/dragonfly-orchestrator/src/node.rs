@@ -82,7 +82,7 @@ impl Node {
             .build()?;
         let rules = Rules::new(node, &pool);
         let capacity = Capacity::new(stats, settings.threads, settings.bulk_size, settings.lease_timeout);
-        let budget = Budget::new(settings.max_scan_size.saturating_mul(3 * settings.threads as u64 + 1));
+        let budget = Budget::new(settings.download_budget().max(settings.download_cap()));
         let (pending_tx, pending_rx) = crossbeam_channel::unbounded::<Leased>();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Downloaded>(settings.threads);
         let (result_tx, result_rx) = crossbeam_channel::unbounded::<JobResult>();

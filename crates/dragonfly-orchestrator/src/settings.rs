@@ -40,6 +40,10 @@ pub struct NodeSettings {
     pub lease_timeout: Duration,
     /// Largest distribution download, bytes.
     pub max_scan_size: u64,
+    /// The most memory the node may use, bytes (none: no ceiling). The
+    /// distributions held and downloading take at most half of it; a
+    /// download that cannot fit is a failure.
+    pub memory_limit: Option<u64>,
     /// Archive limits.
     pub limits: Limits,
     /// Per-file scan timeout.
@@ -63,6 +67,7 @@ impl Default for NodeSettings {
             load_duration: DEFAULT_LOAD_DURATION,
             lease_timeout: DEFAULT_LEASE_TIMEOUT,
             max_scan_size: DEFAULT_MAX_SCAN_SIZE,
+            memory_limit: None,
             limits: Limits::default(),
             scan_timeout: dragonfly_engine::DEFAULT_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
@@ -74,6 +79,19 @@ impl Default for NodeSettings {
 }
 
 impl NodeSettings {
+    /// Bytes the node's held and in-flight downloads may take: three per
+    /// thread plus one at the largest size, within half the memory limit.
+    pub(crate) fn download_budget(&self) -> u64 {
+        let by_size = self.max_scan_size.saturating_mul(3 * self.threads as u64 + 1);
+        self.memory_limit.map_or(by_size, |limit| by_size.min(limit / 2))
+    }
+
+    /// The largest download the node takes: `max_scan_size`, unless the
+    /// whole download budget is smaller.
+    pub(crate) fn download_cap(&self) -> u64 {
+        self.max_scan_size.min(self.download_budget()).max(1)
+    }
+
     /// Checks the values a node cannot run with.
     pub(crate) fn validate(&self) -> Result<(), NodeError> {
         let counts = [
@@ -111,4 +129,20 @@ pub enum NodeError {
     /// Occurs when the scanning pool could not be built.
     #[error("can not build the scanning pool: {0}")]
     Pool(#[from] rayon::ThreadPoolBuildError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downloads_fit_in_half_the_memory_limit() {
+        let settings = NodeSettings { threads: 1, max_scan_size: 128_000_000, ..NodeSettings::default() };
+        assert_eq!(settings.download_budget(), 4 * 128_000_000, "no limit: three per thread plus one");
+        let limited = NodeSettings { memory_limit: Some(448 << 20), ..settings.clone() };
+        assert_eq!(limited.download_budget(), 224 << 20);
+        assert_eq!(limited.download_cap(), 128_000_000);
+        let tight = NodeSettings { memory_limit: Some(100 << 20), ..settings };
+        assert_eq!(tight.download_cap(), 50 << 20, "a download never waits for room it cannot get");
+    }
 }

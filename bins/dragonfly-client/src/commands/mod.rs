@@ -25,6 +25,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config => {
             let config = Config::load(Path::new("Config.toml"))?;
             print!("{}", config.to_masked_toml()?);
+            match config.effective_memory_limit() {
+                Some((bytes, source)) => println!("# memory limit in force: {bytes} bytes, from {source}"),
+                None => println!("# memory limit in force: none found"),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
