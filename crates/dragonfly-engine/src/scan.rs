@@ -67,8 +67,9 @@ impl Engine {
     /// Never fails: problems are recorded in the report.
     ///
     /// A large zip (a wheel) is decompressed file by file on all threads,
-    /// each file scanned as soon as it is out and then dropped: the archive
-    /// is never held uncompressed as a whole.
+    /// a tar (an sdist) file by file as its stream is read; each file is
+    /// scanned as soon as it is out and then dropped, so an archive is never
+    /// held uncompressed as a whole.
     pub fn scan_archive(&self, source: &str, bytes: &[u8]) -> DistributionReport {
         let keep = |path: &str| self.rules.applies_to(path);
         let large_zip = bytes.len() as u64 >= PARALLEL_MIN_BYTES
@@ -79,11 +80,26 @@ impl Engine {
                 Err(err) => DistributionReport::failed(source, err),
             };
         }
-        match dragonfly_flatten::flatten_filtered(bytes, &self.limits, &keep) {
-            Ok(flat) => {
-                let mut report = self.scan_files(source, flat.files);
-                report.format = Some(flat.format);
-                report.files_skipped = flat.skipped.filtered;
+        // Each file is scanned as soon as it is out and then dropped: an
+        // sdist costs its largest file, not its whole expansion.
+        let mut results = Vec::new();
+        let (mut files_scanned, mut bytes_scanned) = (0u64, 0u64);
+        let flattened = dragonfly_flatten::flatten_each(bytes, &self.limits, &keep, &mut |file| {
+            files_scanned += 1;
+            bytes_scanned += file.data.len() as u64;
+            results.push(self.scan_file(&file));
+        });
+        match flattened {
+            Ok((format, skipped)) => {
+                let mut report = DistributionReport {
+                    source: source.to_owned(),
+                    format: Some(format),
+                    files_scanned,
+                    files_skipped: skipped.filtered,
+                    bytes_scanned,
+                    ..Default::default()
+                };
+                report.add_results(results);
                 report
             }
             Err(err) => DistributionReport::failed(source, err),

@@ -186,26 +186,65 @@ pub fn flatten_filtered(
     limits: &Limits,
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<Flattened, Error> {
+    let mut files = Vec::new();
+    let (format, skipped) = flatten_each(bytes, limits, keep, &mut |file| files.push(file))?;
+    Ok(Flattened { format, files, skipped })
+}
+
+/// Like [`flatten_filtered`], but hands each kept file to `visit` as soon
+/// as it is out instead of collecting them: a tar (an sdist) then costs its
+/// largest file, not its whole expansion. Returns the format and what was
+/// skipped. On an error, `visit` may have seen some files already.
+///
+/// ```
+/// # let bytes = {
+/// #     let mut builder = tar::Builder::new(Vec::new());
+/// #     let mut header = tar::Header::new_gnu();
+/// #     header.set_size(5);
+/// #     header.set_mode(0o644);
+/// #     builder.append_data(&mut header, "pkg-1.0/setup.py", &b"hello"[..]).unwrap();
+/// #     builder.into_inner().unwrap()
+/// # };
+/// let mut largest = 0;
+/// let (format, _skipped) = dragonfly_flatten::flatten_each(
+///     &bytes,
+///     &dragonfly_flatten::Limits::default(),
+///     &|_| true,
+///     &mut |file| largest = largest.max(file.data.len()),
+/// )?;
+/// assert_eq!((format, largest), (dragonfly_flatten::Format::Tar, 5));
+/// # Ok::<(), dragonfly_flatten::Error>(())
+/// ```
+pub fn flatten_each(
+    bytes: &[u8],
+    limits: &Limits,
+    keep: &dyn Fn(&str) -> bool,
+    visit: &mut dyn FnMut(File),
+) -> Result<(Format, Skipped), Error> {
     let format = detect_format(bytes)?;
     let budget = budget::Budget::new(limits, bytes.len() as u64);
-    let out = match format {
-        Format::Zip => zipfile::flatten(bytes, &budget, keep)?,
-        Format::Tar => tarball::flatten(bytes, format, &budget, keep)?,
+    let skipped = match format {
+        Format::Zip => {
+            let out = zipfile::flatten(bytes, &budget, keep)?;
+            out.files.into_iter().for_each(&mut *visit);
+            out.skipped
+        }
+        Format::Tar => tarball::flatten(bytes, format, &budget, keep, visit)?,
         Format::TarGz => {
             let reader = flate2::bufread::MultiGzDecoder::new(bytes);
-            tarball::flatten(reader, format, &budget, keep)?
+            tarball::flatten(reader, format, &budget, keep, visit)?
         }
         Format::TarBz2 => {
             let reader = bzip2::bufread::MultiBzDecoder::new(bytes);
-            tarball::flatten(reader, format, &budget, keep)?
+            tarball::flatten(reader, format, &budget, keep, visit)?
         }
         Format::TarXz => {
             let limit_kib = u32::try_from(XZ_MEMORY_LIMIT_BYTES / 1024).unwrap_or(u32::MAX);
             let reader = lzma_rust2::XzReader::new_mem_limit(bytes, true, limit_kib);
-            tarball::flatten(reader, format, &budget, keep)?
+            tarball::flatten(reader, format, &budget, keep, visit)?
         }
     };
-    Ok(Flattened { format, files: out.files, skipped: out.skipped })
+    Ok((format, skipped))
 }
 
 /// The files of a zip archive, listed and checked but not yet

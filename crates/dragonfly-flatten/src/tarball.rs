@@ -3,7 +3,7 @@
 use std::io::{self, BufReader, Read};
 
 use crate::budget::{Budget, StreamCounter};
-use crate::{Error, File, Format, Output, Skipped, names};
+use crate::{Error, File, Format, Skipped, names};
 
 /// Read-ahead between the decompressor and the tar reader.
 const STREAM_BUFFER: usize = 64 << 10;
@@ -33,13 +33,15 @@ fn classify(type_flag: u8, path: &str) -> Kind {
     }
 }
 
-/// Reads every entry of the tar stream `reader`.
+/// Reads every entry of the tar stream `reader`, handing each kept file to
+/// `visit` as soon as it is read (so a caller need not hold them all).
 pub(crate) fn flatten<R: Read>(
     reader: R,
     format: Format,
     budget: &Budget,
     keep: &dyn Fn(&str) -> bool,
-) -> Result<Output, Error> {
+    visit: &mut dyn FnMut(File),
+) -> Result<Skipped, Error> {
     // Tar reads headers 512 bytes at a time; the buffer spares the
     // decompressor one call per header. Bytes are counted as they are
     // decompressed, so at most one buffer is read past a limit.
@@ -48,7 +50,6 @@ pub(crate) fn flatten<R: Read>(
     // Read on past end-of-archive blocks: `tar --ignore-zeros` shows what
     // follows them, so it must be scanned too.
     archive.set_ignore_zeros(true);
-    let mut files = Vec::new();
     let mut skipped = Skipped::default();
     // The entry last reached, to say where a stream error happened.
     let mut last: Option<String> = None;
@@ -77,7 +78,7 @@ pub(crate) fn flatten<R: Read>(
                         message: format!("truncated entry: {} of {size} bytes", data.len()),
                     });
                 }
-                files.push(File { path: path.clone(), data });
+                visit(File { path: path.clone(), data });
             }
             Kind::File => skipped.filtered += 1,
             Kind::Directory => skipped.directories += 1,
@@ -94,5 +95,5 @@ pub(crate) fn flatten<R: Read>(
     if last.is_none() && budget.stream_bytes() == 0 {
         return Err(Error::Corrupt { format, path: None, message: "empty tar stream".to_owned() });
     }
-    Ok(Output { files, skipped })
+    Ok(skipped)
 }

@@ -784,3 +784,19 @@ fn listing_of_an_sdist_with_every_kind_of_entry() {
     "#]]
     .assert_eq(&listing(&flat));
 }
+
+#[test]
+fn tar_files_are_handed_over_one_at_a_time_as_the_stream_is_read() {
+    // Two files, then a third whose data the stream cuts short.
+    let mut tar = Vec::new();
+    tar_entry(&mut tar, b"p-1/a.py", b'0', &[b'a'; 600], b"");
+    tar_entry(&mut tar, b"p-1/b.py", b'0', &[b'b'; 700], b"");
+    tar.extend_from_slice(&tar_header(b"p-1/c.py", b'0', 4096, b""));
+    tar.extend_from_slice(&[b'c'; 100]);
+    let mut seen = Vec::new();
+    let result = dragonfly_flatten::flatten_each(&gz(&tar), &Limits::default(), &|_| true, &mut |file| {
+        seen.push((file.path, file.data.len()))
+    });
+    assert!(matches!(result, Err(Error::Corrupt { .. })), "{result:?}");
+    assert_eq!(seen, [("p-1/a.py".to_owned(), 600), ("p-1/b.py".to_owned(), 700)], "visited before the end");
+}
