@@ -64,7 +64,8 @@ pub struct Config {
     pub max_scan_size: u64,
     /// The most memory the node may use: bytes, or with a KiB/MiB/GiB
     /// suffix (none: the container's limit minus headroom, else half the
-    /// physical memory).
+    /// physical memory). Config.toml may give a plain number.
+    #[serde(default, deserialize_with = "text_or_number")]
     pub memory_limit: Option<String>,
     /// Accepted for compatibility with the original client; has no effect
     /// (work wakes the node at once).
@@ -319,6 +320,20 @@ impl Config {
     }
 }
 
+/// A setting given as text or as a number (`memory_limit = 536870912`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrNumber {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<TextOrNumber>::deserialize(deserializer)?.map(|value| match value {
+        TextOrNumber::Text(text) => text,
+        TextOrNumber::Number(number) => number.to_string(),
+    }))
+}
+
 fn check_url(key: &str, url: &str) -> Result<()> {
     dragonfly_api::check_http_url(url)
         .map_err(|err| anyhow::anyhow!("setting `{key}` (DRAGONFLY_{}): {err}", key.to_uppercase()))
@@ -420,6 +435,19 @@ mod tests {
             jail.set_env("DRAGONFLY_CLIENT_ID", "id.own");
             let c = load_in_jail(jail).map_err(|e| e.to_string())?;
             assert_eq!(c.client_id.as_deref(), Some("id.own"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_memory_limit_may_be_a_number_or_text() {
+        Jail::expect_with(|jail| {
+            jail.create_file("Config.toml", "auth_mode = \"none\"\nmemory_limit = 536870912\n")?;
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.memory_limit.as_deref(), Some("536870912"));
+            jail.set_env("DRAGONFLY_MEMORY_LIMIT", "512Mi");
+            let c = load_in_jail(jail).map_err(|e| e.to_string())?;
+            assert_eq!(c.effective_memory_limit().map(|(bytes, _)| bytes), Some(512 << 20));
             Ok(())
         });
     }

@@ -467,7 +467,7 @@ fn a_stop_with_jobs_left_after_the_grace_period_exits_3_naming_them() {
     let output = node.terminate_with_output();
     let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{log}");
-    assert!(log.contains("late==1.0"), "{log}");
+    assert!(log.contains("unfinished (late==1.0)"), "{log}");
 }
 
 #[test]
@@ -476,7 +476,8 @@ fn a_second_signal_exits_at_once_with_128_plus_its_number() {
     let dir = tempfile::tempdir().unwrap();
     let node = slow_node(&server, dir.path(), "60");
     node.signal_term();
-    std::thread::sleep(Duration::from_millis(300));
+    // The first signal must be taken before the second arrives.
+    std::thread::sleep(Duration::from_millis(1000));
     let output = node.terminate_with_output();
     assert_eq!(output.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&output.stderr));
 }

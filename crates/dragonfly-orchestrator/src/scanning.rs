@@ -1,7 +1,7 @@
 //! The scanning stage: hands each downloaded distribution to the rayon
-//! pool (at most one per thread at a time; large ones are scanned
-//! file-parallel on the same pool) and finishes a job when its last
-//! distribution is scanned.
+//! pool (at most one per thread at a time; large wheels are scanned
+//! file-parallel on the same pool, sdists file by file as they are read)
+//! and finishes a job when its last distribution is scanned.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
