@@ -157,6 +157,11 @@ mod tests {
         let at = bad_group.len() - 16;
         bad_group[at..at + 8].copy_from_slice(&99u64.to_le_bytes());
         assert_eq!(error(&bad_group), CacheError::Group(99));
+        // An empty suffix would match every path.
+        let mut empty = GroupTable::none();
+        empty.by_suffix.push((String::new(), GroupId::WHOLE_SET));
+        let empty_suffix = encode(&[vec![1, 2]], &Layout { table: empty, sources: Vec::new() });
+        assert_eq!(error(&empty_suffix), CacheError::Suffix);
         let mut no_blobs = MAGIC.to_vec();
         no_blobs.extend_from_slice(&0u64.to_le_bytes());
         assert_eq!(error(&no_blobs), CacheError::Count(0));

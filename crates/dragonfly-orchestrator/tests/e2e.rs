@@ -492,3 +492,22 @@ fn jobs_beyond_what_was_asked_are_left_to_expire() {
         assert!(result.body["attempt"].as_u64() >= Some(2), "scanned on its first lease: {results:?}");
     }
 }
+
+#[test]
+fn a_download_that_cannot_fit_in_the_memory_budget_is_a_failure() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    server.set_rules("r", bundled_rules());
+    server.add_package(
+        "huge",
+        "1.0",
+        vec![Distribution { filename: "huge-1.0.whl".into(), bytes: vec![b'a'; 4096] }],
+    );
+    // Half of a 2048-byte memory limit: downloads may take 1024 bytes.
+    let tight = NodeSettings { memory_limit: Some(2048), ..settings() };
+    let node = RunningNode::start(open_client(&server), tight);
+    assert!(server.wait_drained(WAIT), "{:?}", server.stats());
+    node.stop();
+    let results = server.results();
+    let reason = results[0].body["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("download too large: more than 1024 bytes"), "{results:?}");
+}
