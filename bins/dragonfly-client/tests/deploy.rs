@@ -358,10 +358,16 @@ fn a_running_node_serves_metrics_and_health() {
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     assert!(eventually(|| http_get(addr, "/healthz").0 == 200), "no /healthz: {}", read_log());
-    assert!(eventually(|| server.stats().faults_injected > 0), "{}", read_log());
+    // The server counts the fault when it answers; the node counts it after reading the answer.
+    assert!(
+        eventually(|| sample(&http_get(addr, "/metrics").1, "dragonfly_rules_failures_total")
+            .is_some_and(|n| n >= 1.0)),
+        "{}",
+        read_log()
+    );
+    assert!(server.stats().faults_injected > 0);
     assert_eq!(http_get(addr, "/readyz").0, 503, "no rules yet");
     let (_, early) = http_get(addr, "/metrics");
-    assert!(sample(&early, "dragonfly_rules_failures_total").is_some_and(|n| n >= 1.0), "{early}");
     assert!(!early.contains("dragonfly_rules_info"), "{early}");
 
     server.clear_faults();
