@@ -80,6 +80,9 @@ pub struct Config {
     pub max_entries: u64,
     /// Largest expansion ratio (uncompressed / compressed bytes).
     pub max_expansion_ratio: u64,
+    /// Largest tar extension header (GNU long name, PAX header), bytes:
+    /// bounds every path read from an archive.
+    pub max_header_size: u64,
     /// Connect and read timeout of each HTTP request, seconds.
     pub http_timeout: u64,
     /// The server's lease (job timeout), seconds: the node holds no more
@@ -126,6 +129,7 @@ impl Default for Config {
             max_file_size: limits.max_file_bytes,
             max_entries: limits.max_entries,
             max_expansion_ratio: limits.max_ratio,
+            max_header_size: limits.max_header_bytes,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             lease_timeout: node.lease_timeout.as_secs(),
             summary_interval: node.summary_interval.as_secs(),
@@ -208,6 +212,7 @@ impl Config {
             ("max_file_size", self.max_file_size),
             ("max_entries", self.max_entries),
             ("max_expansion_ratio", self.max_expansion_ratio),
+            ("max_header_size", self.max_header_size),
             ("http_timeout", self.http_timeout),
             ("load_duration", self.load_duration),
             ("lease_timeout", self.lease_timeout),
@@ -297,6 +302,7 @@ impl Config {
                 max_file_bytes: self.max_file_size,
                 max_entries: self.max_entries,
                 max_ratio: self.max_expansion_ratio,
+                max_header_bytes: self.max_header_size,
             },
             scan_timeout: secs(self.scan_timeout),
             grace_period: secs(self.grace_period),
@@ -314,9 +320,10 @@ impl Config {
         crate::memory::effective(self.memory_limit.as_deref()).ok().flatten()
     }
 
-    /// The effective configuration as TOML; secrets show as `***`.
+    /// The effective configuration as TOML; secrets, and the userinfo of
+    /// URLs, show as `***`.
     pub fn to_masked_toml(&self) -> Result<String> {
-        Ok(toml::to_string(self)?)
+        Ok(crate::logging::redact(&toml::to_string(self)?))
     }
 }
 

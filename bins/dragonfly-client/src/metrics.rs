@@ -126,6 +126,18 @@ impl Collector for NodeCollector {
             }
         }
 
+        {
+            let mut anomalies = encoder.encode_descriptor(
+                "archive_anomalies",
+                "Archive constructs readers disagree on (scanned under every reading), by kind.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (kind, count) in &s.anomalies {
+                ConstCounter::new(*count).encode(anomalies.encode_family(&[("kind", kind.label())])?)?;
+            }
+        }
+
         let gauges: [Row; 2] = [
             (
                 "jobs_held",

@@ -132,7 +132,8 @@ fn scan_json_snapshot() {
             "files_scanned": 2,
             "files_skipped": 0,
             "bytes_scanned": 271,
-            "errors": []
+            "errors": [],
+            "anomalies": []
           }
         ]
     "#]]

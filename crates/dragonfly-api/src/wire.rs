@@ -184,7 +184,42 @@ pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &
     if path.is_empty() {
         return None;
     }
-    Some(format!("https://inspector.pypi.io/project/{name}/{version}/{path}/{file_path}"))
+    let mut url = format!("https://inspector.pypi.io/project/{}/{}/{path}", segment(name), segment(version));
+    // A path too long for a useful link leaves the link at the distribution.
+    if file_path.len() <= MAX_INSPECTOR_PATH {
+        for part in file_path.split('/') {
+            url.push('/');
+            url.push_str(&segment(part));
+        }
+    }
+    Some(url)
+}
+
+/// Longest file path put into an inspector link, in bytes.
+const MAX_INSPECTOR_PATH: usize = 1024;
+
+/// Characters escaped in one path segment: controls, space, and what
+/// would end or restructure a path (`?`, `#`, `%`, `/`, `\`, quotes, brackets).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'^')
+    .add(b'|')
+    .add(b'[')
+    .add(b']');
+
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -251,6 +286,23 @@ mod tests {
             let text = serde_json::to_string(&result).unwrap();
             assert_eq!(serde_json::from_str::<JobResult>(&text).unwrap(), result);
         }
+    }
+
+    #[test]
+    fn inspector_urls_escape_each_segment_and_stay_bounded() {
+        assert_eq!(
+            inspector_url("a", "1", "https://h/p/a.tar.gz", "a-1/dir with space/x?.py#frag%").as_deref(),
+            Some("https://inspector.pypi.io/project/a/1/p/a.tar.gz/a-1/dir%20with%20space/x%3F.py%23frag%25")
+        );
+        assert_eq!(
+            inspector_url("a", "1", "https://h/p/a.whl", "caf\u{e9}/\n.py").as_deref(),
+            Some("https://inspector.pypi.io/project/a/1/p/a.whl/caf%C3%A9/%0A.py")
+        );
+        let long = "d/".repeat(4000) + "x.py";
+        assert_eq!(
+            inspector_url("a", "1", "https://h/p/a.whl", &long).as_deref(),
+            Some("https://inspector.pypi.io/project/a/1/p/a.whl")
+        );
     }
 
     #[test]

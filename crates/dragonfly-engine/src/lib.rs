@@ -30,8 +30,8 @@
 //! )?;
 //! let engine = Engine::new(Arc::new(rules));
 //! let files = vec![
-//!     dragonfly_flatten::File { path: "pkg-1.0/setup.py".into(), data: b"os.system('id')".to_vec() },
-//!     dragonfly_flatten::File { path: "pkg-1.0/README".into(), data: b"os.system(".to_vec() },
+//!     dragonfly_flatten::File::new("pkg-1.0/setup.py", b"os.system('id')".to_vec()),
+//!     dragonfly_flatten::File::new("pkg-1.0/README", b"os.system(".to_vec()),
 //! ];
 //! let report = engine.scan_files("pkg-1.0.tar.gz", files);
 //! assert_eq!(report.score(), 5);
@@ -58,12 +58,12 @@ mod scan;
 mod source;
 
 pub use cache::CacheError;
-pub use dragonfly_flatten::{File, Format, Limits};
+pub use dragonfly_flatten::{Anomaly, AnomalyKind, File, Format, Limits};
 pub use metadata::RuleInfo;
 pub use naming::parse_distribution_filename;
 pub use report::{
     DistributionError, DistributionReport, FileError, FileReport, PackageReport, Problem, RuleMatch,
-    UnscannedFile,
+    StopReason, UnscannedFile,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine};

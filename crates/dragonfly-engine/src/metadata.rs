@@ -23,13 +23,21 @@ pub struct RuleInfo {
 }
 
 impl RuleInfo {
-    /// Whether a match of this rule counts for a file at `path`.
+    /// Whether a match of this rule counts for a file at `path`. Suffixes
+    /// match ASCII case-insensitively: on a case-insensitive file system
+    /// `SETUP.PY` is what pip runs as `setup.py`.
     pub fn applies_to(&self, path: &str) -> bool {
         match &self.filetypes {
             None => true,
-            Some(suffixes) => suffixes.iter().any(|s| path.ends_with(s.as_str())),
+            Some(suffixes) => suffixes.iter().any(|s| ends_with_ignoring_case(path, s)),
         }
     }
+}
+
+/// Whether `path` ends with `suffix`, ignoring ASCII case.
+pub(crate) fn ends_with_ignoring_case(path: &str, suffix: &str) -> bool {
+    path.len() >= suffix.len()
+        && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Reads one compiled rule's metadata (the rule defined in `source`); odd

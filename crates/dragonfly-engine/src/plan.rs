@@ -50,7 +50,7 @@ impl GroupTable {
     pub(crate) fn group_for(&self, path: &str) -> GroupId {
         self.by_suffix
             .iter()
-            .find(|(suffix, _)| path.ends_with(suffix.as_str()))
+            .find(|(suffix, _)| crate::metadata::ends_with_ignoring_case(path, suffix))
             .map_or(self.default, |g| g.1)
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use dragonfly_flatten::Format;
+use dragonfly_flatten::{Anomaly, Format};
 
 /// One rule that matched a file (after the `filetype` filter).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub struct RuleMatch {
 pub struct FileReport {
     /// Path inside the archive (or relative to the scanned directory).
     pub path: String,
+    /// Other names an installer could write it under (see
+    /// [`File::aliases`](dragonfly_flatten::File::aliases)).
+    pub aliases: Vec<String>,
     /// Size in bytes.
     pub size: u64,
     /// Sum of the weights of the matched rules.
@@ -50,6 +53,35 @@ pub enum FileError {
         /// yara-x's message.
         message: String,
     },
+    /// Occurs when the distribution's deadline passed, or an earlier file
+    /// timed out, before this file was scanned: the files from here on
+    /// (`count` of them) were not scanned.
+    #[error("not scanned: {reason}; {count} file(s) left unscanned")]
+    Stopped {
+        /// Why scanning stopped.
+        reason: StopReason,
+        /// Files left unscanned from this one on.
+        count: u64,
+    },
+}
+
+/// Why scanning of a distribution stopped before its last file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The job's deadline passed.
+    Deadline,
+    /// An earlier file timed out: the distribution is incomplete anyway.
+    EarlierTimeout,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::Deadline => "the job's deadline passed",
+            StopReason::EarlierTimeout => "an earlier file timed out",
+        })
+    }
 }
 
 /// A file that could not be scanned.
@@ -98,6 +130,9 @@ pub struct DistributionReport {
     pub file_errors: Vec<UnscannedFile>,
     /// Why the distribution as a whole could not be scanned, if it could not.
     pub error: Option<DistributionError>,
+    /// Constructs in the archive that readers disagree on (scanned under
+    /// every reading).
+    pub anomalies: Vec<Anomaly>,
 }
 
 impl DistributionReport {
@@ -237,7 +272,7 @@ mod tests {
 
     fn file(path: &str, matches: Vec<RuleMatch>) -> FileReport {
         let score = matches.iter().map(|m| m.weight).sum();
-        FileReport { path: path.into(), size: 10, score, matches }
+        FileReport { path: path.into(), aliases: Vec::new(), size: 10, score, matches }
     }
 
     fn dist(source: &str, files: Vec<FileReport>) -> DistributionReport {

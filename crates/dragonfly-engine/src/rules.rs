@@ -262,6 +262,11 @@ impl RuleSet {
         self.any_rule_for_all_files || self.info.iter().any(|r| !r.private && r.applies_to(path))
     }
 
+    /// Whether any rule can match `file` under any of its names.
+    pub fn applies_to_file(&self, file: &dragonfly_flatten::File) -> bool {
+        file.names().any(|name| self.applies_to(name))
+    }
+
     /// The whole rule set, compiled.
     pub fn yara(&self) -> &yara_x::Rules {
         &self.compiled[GroupId::WHOLE_SET.0]

@@ -2,15 +2,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dragonfly_flatten::{File, Format, LimitKind, Limits, ZipFiles};
 use rayon::prelude::*;
 
 use crate::plan::GroupId;
-use crate::report::{DistributionError, DistributionReport, FileError, FileReport, RuleMatch, UnscannedFile};
+use crate::report::{
+    DistributionError, DistributionReport, FileError, FileReport, RuleMatch, StopReason, UnscannedFile,
+};
 use crate::rules::RuleSet;
 
 /// Default per-file scan timeout.
@@ -30,12 +32,21 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     limits: Limits,
     timeout: Duration,
+    deadline: Option<Instant>,
 }
 
 impl Engine {
     /// An engine with default limits and a 10 s per-file timeout.
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        Engine { rules, limits: Limits::default(), timeout: DEFAULT_TIMEOUT }
+        Engine { rules, limits: Limits::default(), timeout: DEFAULT_TIMEOUT, deadline: None }
+    }
+
+    /// Sets a deadline after which no further file is started: the rest of
+    /// a distribution is reported as not scanned. A distribution also
+    /// stops at its first file that times out, as it is incomplete anyway.
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Sets the limits applied when flattening archives and reading
@@ -82,24 +93,32 @@ impl Engine {
         }
         // Each file is scanned as soon as it is out and then dropped: an
         // sdist costs its largest file, not its whole expansion.
+        let stop = Stop::new(self.deadline);
         let mut results = Vec::new();
-        let (mut files_scanned, mut bytes_scanned) = (0u64, 0u64);
+        let (mut files_scanned, mut bytes_scanned, mut index) = (0u64, 0u64, 0usize);
         let flattened = dragonfly_flatten::flatten_each(bytes, &self.limits, &keep, &mut |file| {
+            index += 1;
+            if stop.skip(index, &file.path) {
+                return;
+            }
             files_scanned += 1;
             bytes_scanned += file.data.len() as u64;
-            results.push(self.scan_file(&file));
+            let result = self.scan_file(&file);
+            stop.saw(&result);
+            results.push(result);
         });
         match flattened {
-            Ok((format, skipped)) => {
+            Ok(summary) => {
                 let mut report = DistributionReport {
                     source: source.to_owned(),
-                    format: Some(format),
+                    format: Some(summary.format),
                     files_scanned,
-                    files_skipped: skipped.filtered,
+                    files_skipped: summary.skipped.filtered,
                     bytes_scanned,
+                    anomalies: summary.anomalies,
                     ..Default::default()
                 };
-                report.add_results(results);
+                report.add_results(results.into_iter().chain(stop.result()));
                 report
             }
             Err(err) => DistributionReport::failed(source, err),
@@ -110,12 +129,16 @@ impl Engine {
         // Largest first, so that one big file does not finish last alone.
         let mut order: Vec<usize> = (0..zip.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
+        let stop = Stop::new(self.deadline);
         let scanned: Result<Vec<(usize, u64, FileResult)>, dragonfly_flatten::Error> = order
             .into_par_iter()
             .with_max_len(1)
+            .filter(|&i| !stop.skip(i, zip.path(i)))
             .map(|i| {
                 let file = zip.extract(i)?;
-                Ok((i, file.data.len() as u64, self.scan_file(&file)))
+                let result = self.scan_file(&file);
+                stop.saw(&result);
+                Ok((i, file.data.len() as u64, result))
             })
             .collect();
         let mut scanned = match scanned {
@@ -129,9 +152,10 @@ impl Engine {
             files_scanned: scanned.len() as u64,
             files_skipped: zip.skipped().filtered,
             bytes_scanned: scanned.iter().map(|&(_, size, _)| size).sum(),
+            anomalies: zip.anomalies().to_vec(),
             ..Default::default()
         };
-        report.add_results(scanned.into_iter().map(|(_, _, result)| result));
+        report.add_results(scanned.into_iter().map(|(_, _, result)| result).chain(stop.result()));
         report
     }
 
@@ -150,68 +174,148 @@ impl Engine {
     }
 
     /// Scans already-flattened files as one distribution. Files to which no
-    /// rule applies are counted as skipped and not scanned.
+    /// rule applies (under any of their names) are counted as skipped and
+    /// not scanned.
     pub fn scan_files(&self, source: &str, files: Vec<File>) -> DistributionReport {
         let (wanted, unwanted): (Vec<File>, Vec<File>) =
-            files.into_iter().partition(|f| self.rules.applies_to(&f.path));
+            files.into_iter().partition(|f| self.rules.applies_to_file(f));
         let bytes: u64 = wanted.iter().map(|f| f.data.len() as u64).sum();
-        let results: Vec<FileResult> = if bytes < PARALLEL_MIN_BYTES || wanted.len() < 2 {
-            wanted.iter().map(|f| self.scan_file(f)).collect()
+        let stop = Stop::new(self.deadline);
+        let scan = |i: usize| -> Option<(usize, FileResult)> {
+            if stop.skip(i, &wanted[i].path) {
+                return None;
+            }
+            let result = self.scan_file(&wanted[i]);
+            stop.saw(&result);
+            Some((i, result))
+        };
+        let mut results: Vec<(usize, FileResult)> = if bytes < PARALLEL_MIN_BYTES || wanted.len() < 2 {
+            (0..wanted.len()).filter_map(scan).collect()
         } else {
             // Largest files first, so that one big file does not finish last
             // alone; the report keeps archive order.
             let mut order: Vec<usize> = (0..wanted.len()).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(wanted[i].data.len()));
-            let mut results: Vec<(usize, FileResult)> =
-                order.into_par_iter().with_max_len(1).map(|i| (i, self.scan_file(&wanted[i]))).collect();
-            results.sort_by_key(|&(i, _)| i);
-            results.into_iter().map(|(_, result)| result).collect()
+            order.into_par_iter().with_max_len(1).filter_map(scan).collect()
         };
+        results.sort_by_key(|&(i, _)| i);
         let mut report = DistributionReport {
             source: source.to_owned(),
-            files_scanned: wanted.len() as u64,
+            files_scanned: results.len() as u64,
             files_skipped: unwanted.len() as u64,
-            bytes_scanned: bytes,
+            bytes_scanned: results.iter().map(|&(i, _)| wanted[i].data.len() as u64).sum(),
             ..Default::default()
         };
-        report.add_results(results);
+        report.add_results(results.into_iter().map(|(_, result)| result).chain(stop.result()));
         report
     }
 
+    /// Scans one file with the rules of each of its names' groups; a match
+    /// counts when its rule applies to any of the names.
     fn scan_file(&self, file: &File) -> FileResult {
-        let group = self.rules.group_for(&file.path);
-        with_scanner(&self.rules, self.timeout, group, |scanner, rules| match scanner.scan(&file.data) {
-            Ok(results) => {
-                let matches: Vec<RuleMatch> = results
-                    .matching_rules()
-                    .filter_map(|rule| rules.lookup(rule.identifier()))
-                    .filter(|info| info.applies_to(&file.path))
-                    .map(|info| RuleMatch {
-                        name: info.name.clone(),
-                        source: info.source.clone(),
-                        weight: info.weight,
-                    })
-                    .collect();
-                if matches.is_empty() {
-                    FileResult::Clean
-                } else {
-                    FileResult::Matched(FileReport {
-                        path: file.path.clone(),
-                        size: file.data.len() as u64,
-                        score: matches.iter().map(|m| m.weight).sum(),
-                        matches,
-                    })
+        let mut groups: Vec<GroupId> = file.names().map(|name| self.rules.group_for(name)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut matches: Vec<RuleMatch> = Vec::new();
+        for group in groups {
+            let scanned = with_scanner(&self.rules, self.timeout, group, |scanner, rules| {
+                scanner.scan(&file.data).map(|results| {
+                    results
+                        .matching_rules()
+                        .filter_map(|rule| rules.lookup(rule.identifier()))
+                        .filter(|info| file.names().any(|name| info.applies_to(name)))
+                        .map(|info| RuleMatch {
+                            name: info.name.clone(),
+                            source: info.source.clone(),
+                            weight: info.weight,
+                        })
+                        .collect::<Vec<_>>()
+                })
+            });
+            let error = match scanned {
+                Ok(found) => {
+                    for found in found {
+                        if !matches.iter().any(|m| m.name == found.name) {
+                            matches.push(found);
+                        }
+                    }
+                    continue;
                 }
-            }
-            Err(yara_x::errors::ScanError::Timeout) => FileResult::Failed(UnscannedFile {
-                path: file.path.clone(),
-                error: FileError::Timeout { seconds: self.timeout.as_secs() },
-            }),
-            Err(err) => FileResult::Failed(UnscannedFile {
-                path: file.path.clone(),
-                error: FileError::Scanner { message: err.to_string() },
-            }),
+                Err(yara_x::errors::ScanError::Timeout) => {
+                    FileError::Timeout { seconds: self.timeout.as_secs() }
+                }
+                Err(err) => FileError::Scanner { message: err.to_string() },
+            };
+            return FileResult::Failed(UnscannedFile { path: file.path.clone(), error });
+        }
+        if matches.is_empty() {
+            return FileResult::Clean;
+        }
+        FileResult::Matched(FileReport {
+            path: file.path.clone(),
+            aliases: file.aliases.clone(),
+            size: file.data.len() as u64,
+            score: matches.iter().map(|m| m.weight).sum(),
+            matches,
         })
+    }
+}
+
+/// When a distribution's scan stops early: at its deadline, or after its
+/// first file that timed out. Shared by the threads scanning its files.
+struct Stop {
+    deadline: Option<Instant>,
+    /// 0: scanning; else the [`StopReason`] as set by [`Stop::stop_with`].
+    state: AtomicU8,
+    /// Files not scanned, and the first of them in archive order.
+    left: Mutex<(u64, Option<(usize, String)>)>,
+}
+
+impl Stop {
+    fn new(deadline: Option<Instant>) -> Self {
+        Stop { deadline, state: AtomicU8::new(0), left: Mutex::new((0, None)) }
+    }
+
+    fn stop_with(&self, reason: StopReason) {
+        let code = match reason {
+            StopReason::Deadline => 1,
+            _ => 2,
+        };
+        let _ = self.state.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Whether file `index` (at `path`) is to be left unscanned; counts it if so.
+    fn skip(&self, index: usize, path: &str) -> bool {
+        if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            self.stop_with(StopReason::Deadline);
+        }
+        if self.state.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut left = self.left.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        left.0 += 1;
+        if left.1.as_ref().is_none_or(|(first, _)| index < *first) {
+            left.1 = Some((index, path.to_owned()));
+        }
+        true
+    }
+
+    fn saw(&self, result: &FileResult) {
+        if matches!(result, FileResult::Failed(UnscannedFile { error: FileError::Timeout { .. }, .. })) {
+            self.stop_with(StopReason::EarlierTimeout);
+        }
+    }
+
+    /// The result standing for the files left unscanned, if any.
+    fn result(self) -> Option<FileResult> {
+        let reason = match self.state.into_inner() {
+            0 => return None,
+            1 => StopReason::Deadline,
+            _ => StopReason::EarlierTimeout,
+        };
+        let (count, first) = self.left.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (_, path) = first?;
+        Some(FileResult::Failed(UnscannedFile { path, error: FileError::Stopped { reason, count } }))
     }
 }
 
@@ -273,7 +377,7 @@ impl DirectoryWalk<'_> {
                 return Err(over(LimitKind::TotalBytes, limits.max_total_bytes));
             }
             let data = std::fs::read(&path).map_err(|e| read_err(&path, e))?;
-            self.files.push(File { path: relative, data });
+            self.files.push(File::new(relative, data));
         }
         Ok(())
     }
@@ -378,11 +482,8 @@ mod tests {
             rule elf { strings: $a = { 7F 45 4C 46 } condition: $a at 0 }
         "#;
         let engine = Engine::new(Arc::new(RuleSet::compile("t", [("a.yar", source)]).unwrap()));
-        let files = || {
-            ["a.py", "b.txt", "c.so", "d.py"]
-                .map(|path| File { path: path.into(), data: b"exec(http".to_vec() })
-                .to_vec()
-        };
+        let files =
+            || ["a.py", "b.txt", "c.so", "d.py"].map(|path| File::new(path, b"exec(http".to_vec())).to_vec();
         // Small inputs are scanned on the calling thread: after the first
         // scan, its scanners (one per group: .py, .txt, the rest) are reused.
         let start = scanners_created_on_this_thread();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use dragonfly_flatten::LimitKind;
 
-use dragonfly_engine::{DistributionError, Engine, FileError, Format, Limits, PackageReport, RuleSet};
+use dragonfly_engine::{
+    DistributionError, Engine, FileError, Format, Limits, PackageReport, RuleSet, StopReason,
+};
 
 /// Rules exercising weights, filetypes, a rule for every file, and rules
 /// that depend on private and global ones (the engine scans each file with
@@ -195,7 +197,7 @@ fn a_new_rule_set_gets_a_new_scanner() {
         Arc::new(RuleSet::compile("a", [("a", "rule a { meta: weight = 1 condition: true }")]).unwrap());
     let second =
         Arc::new(RuleSet::compile("b", [("b", "rule b { meta: weight = 2 condition: true }")]).unwrap());
-    let file = || vec![dragonfly_engine::File { path: "x.py".into(), data: b"x".to_vec() }];
+    let file = || vec![dragonfly_engine::File::new("x.py", b"x".to_vec())];
     let one = Engine::new(first).scan_files("d", file());
     let two = Engine::new(second).scan_files("d", file());
     assert_eq!((one.files[0].matches[0].name.as_str(), two.files[0].matches[0].name.as_str()), ("a", "b"));
@@ -210,13 +212,20 @@ fn timeouts_are_failures_naming_the_file() {
     let rules = Arc::new(RuleSet::compile("t", [("slow.yar", slow)]).unwrap());
     let engine = Engine::new(rules).with_timeout(Duration::from_secs(1));
     let files = vec![
-        dragonfly_engine::File { path: "big.py".into(), data: vec![b'a'; 200_000] },
-        dragonfly_engine::File { path: "small.py".into(), data: b"ok".to_vec() },
+        dragonfly_engine::File::new("big.py", vec![b'a'; 200_000]),
+        dragonfly_engine::File::new("small.py", b"ok".to_vec()),
     ];
     let report = engine.scan_files("https://h/p-1.tar.gz", files);
-    assert_eq!(report.file_errors.len(), 1, "{report:?}");
+    // The first timeout stops the distribution: it is a failure already.
+    assert_eq!(report.file_errors.len(), 2, "{report:?}");
     assert_eq!(report.file_errors[0].path, "big.py");
     assert_eq!(report.file_errors[0].error, FileError::Timeout { seconds: 1 });
+    assert_eq!(report.file_errors[1].path, "small.py");
+    assert_eq!(
+        report.file_errors[1].error,
+        FileError::Stopped { reason: StopReason::EarlierTimeout, count: 1 }
+    );
+    assert_eq!(report.files_scanned, 1);
     let package = PackageReport {
         name: "p".into(),
         version: "1".into(),
@@ -225,7 +234,46 @@ fn timeouts_are_failures_naming_the_file() {
     };
     assert!(!package.is_complete(), "a timeout must not be reported as a score");
     let problems: Vec<String> = package.problems().map(|p| p.to_string()).collect();
-    assert_eq!(problems, ["https://h/p-1.tar.gz: `big.py`: scan timed out after 1 s"]);
+    assert_eq!(
+        problems,
+        [
+            "https://h/p-1.tar.gz: `big.py`: scan timed out after 1 s",
+            "https://h/p-1.tar.gz: `small.py`: not scanned: an earlier file timed out; 1 file(s) left unscanned"
+        ]
+    );
+}
+
+#[test]
+fn no_file_is_started_after_the_deadline() {
+    let rules =
+        Arc::new(RuleSet::compile("t", [("a.yar", "rule a { meta: weight = 1 condition: true }")]).unwrap());
+    let files: Vec<dragonfly_flatten::File> =
+        (0..5).map(|i| dragonfly_flatten::File::new(format!("f{i}.py"), b"x".to_vec())).collect();
+    let tar = {
+        let mut builder = tar::Builder::new(Vec::new());
+        for file in &files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(file.data.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, &file.path, file.data.as_slice()).unwrap();
+        }
+        builder.into_inner().unwrap()
+    };
+    let past = Some(std::time::Instant::now());
+    let engine = Engine::new(rules.clone()).with_deadline(past);
+    for report in [engine.scan_files("d", files.clone()), engine.scan_archive("d.tar", &tar)] {
+        assert_eq!(report.files_scanned, 0, "{report:?}");
+        assert_eq!(report.file_errors.len(), 1);
+        assert_eq!(report.file_errors[0].path, "f0.py");
+        assert_eq!(
+            report.file_errors[0].error,
+            FileError::Stopped { reason: StopReason::Deadline, count: 5 }
+        );
+    }
+    let later = Some(std::time::Instant::now() + Duration::from_secs(3600));
+    let report = Engine::new(rules).with_deadline(later).scan_files("d", files);
+    assert!(report.is_complete());
+    assert_eq!(report.files_scanned, 5);
 }
 
 #[test]

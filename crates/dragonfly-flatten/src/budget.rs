@@ -58,6 +58,7 @@ impl Budget {
             LimitKind::FileBytes => self.limits.max_file_bytes,
             LimitKind::Entries => self.limits.max_entries,
             LimitKind::Ratio => self.limits.max_ratio,
+            LimitKind::HeaderBytes => self.limits.max_header_bytes,
         };
         Error::LimitExceeded { kind, limit, path: path.map(str::to_owned) }
     }
@@ -90,6 +91,11 @@ impl Budget {
             };
         }
         Error::Corrupt { format, path, message: err.to_string() }
+    }
+
+    /// The largest tar extension header allowed.
+    pub(crate) fn header_limit(&self) -> u64 {
+        self.limits.max_header_bytes
     }
 
     /// Bytes of decompressed tar stream read so far.
@@ -199,6 +205,10 @@ impl<'b, R> StreamCounter<'b, R> {
     pub(crate) fn new(inner: R, budget: &'b Budget) -> Self {
         Self { inner, budget }
     }
+
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
 }
 
 impl<R: Read> Read for StreamCounter<'_, R> {
@@ -251,7 +261,13 @@ mod tests {
     }
 
     fn limits(file: u64, total: u64) -> Limits {
-        Limits { max_total_bytes: total, max_file_bytes: file, max_entries: 10, max_ratio: u64::MAX }
+        Limits {
+            max_total_bytes: total,
+            max_file_bytes: file,
+            max_entries: 10,
+            max_ratio: u64::MAX,
+            ..Limits::default()
+        }
     }
 
     #[test]

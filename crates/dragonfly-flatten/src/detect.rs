@@ -6,8 +6,9 @@ use crate::{Error, Format};
 ///
 /// Zip is recognised by a local file header (`PK\x03\x04`) or an empty
 /// archive's end record (`PK\x05\x06`) at offset 0; plain tar by `ustar` at
-/// offset 257, or an old (v7) header whose checksum verifies. A compressed
-/// stream is assumed to hold a tar; that is checked while reading it.
+/// offset 257, or an old (v7) header whose checksum verifies; a zip after
+/// other bytes by its end record. A compressed stream is assumed to hold a
+/// tar; that is checked while reading it.
 ///
 /// ```
 /// use dragonfly_flatten::{detect_format, Format};
@@ -29,6 +30,11 @@ pub fn detect_format(bytes: &[u8]) -> Result<Format, Error> {
     }
     if bytes.get(257..262) == Some(b"ustar".as_slice()) || is_v7_tar_header(bytes) {
         return Ok(Format::Tar);
+    }
+    // A zip after other data (a self-extractor stub), as CPython's
+    // `zipfile` finds it: by its end record.
+    if crate::zipfile::end_record(bytes).is_some() {
+        return Ok(Format::Zip);
     }
     Err(Error::UnsupportedFormat { seen: describe(bytes) })
 }

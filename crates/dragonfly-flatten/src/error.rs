@@ -77,6 +77,8 @@ pub enum LimitKind {
     Entries,
     /// [`Limits::max_ratio`](crate::Limits::max_ratio).
     Ratio,
+    /// [`Limits::max_header_bytes`](crate::Limits::max_header_bytes).
+    HeaderBytes,
 }
 
 impl fmt::Display for LimitKind {
@@ -86,6 +88,7 @@ impl fmt::Display for LimitKind {
             LimitKind::FileBytes => "file size",
             LimitKind::Entries => "entry count",
             LimitKind::Ratio => "expansion ratio",
+            LimitKind::HeaderBytes => "extension header size",
         })
     }
 }

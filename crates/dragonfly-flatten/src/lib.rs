@@ -4,7 +4,8 @@
 //! The format is detected from the content ([`detect_format`]): zip (wheels,
 //! eggs), plain tar, and gzip-, bzip2- or xz-compressed tar. Each regular
 //! file comes out as a [`File`] with its path as stored in the archive and its
-//! bytes. Directories, links, devices and fifos are counted in [`Skipped`].
+//! bytes. Directories, devices, fifos and links to nothing are counted in
+//! [`Skipped`].
 //!
 //! Every archive is treated as hostile. [`Limits`] are enforced on the bytes
 //! actually produced while decompressing, never on sizes the archive
@@ -43,11 +44,22 @@
 //!
 //! # What counts as a file
 //!
-//! Tar: regular files, contiguous files, GNU sparse files, and entries of
-//! unknown type (Python's `tarfile` extracts those as regular files). Zip:
-//! every entry that is not a directory (name ending in `/`), a symlink or
-//! another Unix special file according to its mode bits. Duplicate names in
-//! one zip are all kept.
+//! The node's file tree is a superset of every installer's: each file pip
+//! (CPython's `tarfile` and `zipfile`) would write is returned under the
+//! name CPython gives it ([`File::path`]), with every name another reader
+//! or Python version would use as an alias ([`File::aliases`]), and each
+//! construct readers disagree on is recorded as an [`Anomaly`].
+//!
+//! Tar: regular files, contiguous files, sparse files, and entries of
+//! unknown type (CPython extracts those as regular files). Names follow
+//! CPython: fields cut at their first NUL, the ustar prefix joined, GNU
+//! long names and PAX `path`, `GNU.sparse.name` and global records applied
+//! in CPython's order. Symbolic and hard links come out as files under the
+//! link's name with the content of every member they resolve to. Where
+//! readers disagree on where the next header starts, the stream is read
+//! both ways. Zip: every entry whose name does not end in `/`, whatever its
+//! mode (pip writes symlink and device entries as regular files). Duplicate
+//! names are all kept.
 //!
 //! # Content hidden from some readers
 //!
@@ -98,11 +110,21 @@ pub struct Limits {
     /// input bytes (default 200). Not applied to the first
     /// [`RATIO_FLOOR_BYTES`] produced.
     pub max_ratio: u64,
+    /// Maximum size of one tar extension header (a GNU long name or link,
+    /// a PAX header; default 64 KiB), checked before it is read. This
+    /// bounds every path, as zip names are at most 64 KiB by format.
+    pub max_header_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_total_bytes: 512 << 20, max_file_bytes: 128 << 20, max_entries: 100_000, max_ratio: 200 }
+        Self {
+            max_total_bytes: 512 << 20,
+            max_file_bytes: 128 << 20,
+            max_entries: 100_000,
+            max_ratio: 200,
+            max_header_bytes: 64 << 10,
+        }
     }
 }
 
@@ -137,10 +159,132 @@ impl fmt::Display for Format {
 /// One regular file of an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct File {
-    /// Path inside the archive, as stored (see the crate docs for non-UTF-8 bytes).
+    /// Path inside the archive: the name CPython's `tarfile` or `zipfile`
+    /// gives it (see the crate docs for non-UTF-8 bytes).
     pub path: String,
+    /// Every other name an installer or archive reader could write it
+    /// under; rules for any of them apply. Usually empty.
+    pub aliases: Vec<String>,
     /// The file's bytes.
     pub data: Vec<u8>,
+}
+
+impl File {
+    /// A file known under one name.
+    pub fn new(path: impl Into<String>, data: Vec<u8>) -> Self {
+        File { path: path.into(), aliases: Vec::new(), data }
+    }
+
+    /// The path, then the aliases.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.path.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+}
+
+/// Something in an archive that readers interpret differently, or that
+/// hides content from some of them. The archive is still read, every
+/// reading's files are returned, and the construct is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// What was found.
+    pub kind: AnomalyKind,
+    /// The entry concerned, if any.
+    pub path: Option<String>,
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.description())?;
+        match &self.path {
+            Some(path) => write!(f, " at `{path}`"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The kinds of [`Anomaly`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum AnomalyKind {
+    /// A name with a NUL byte followed by more: installers cut it there.
+    NameWithNul,
+    /// Readers disagree on an entry's name (PAX records, GNU long names,
+    /// header fields, zip Unicode path fields): it is scanned under each.
+    ConflictingNames,
+    /// A PAX global header that sets a name, size or link target for every
+    /// entry after it.
+    GlobalHeader,
+    /// A number (a PAX size) that does not parse: read as 0, as CPython does.
+    InvalidNumber,
+    /// A symbolic or hard link, scanned under its own name with the content
+    /// of the member it points to.
+    Link,
+    /// A link to nothing in the archive.
+    DanglingLink,
+    /// Readers disagree on where the next header starts (data after a
+    /// directory or link header, a PAX size that does not parse): every
+    /// reading is scanned.
+    DivergentLayout,
+    /// A block that is not a valid tar header, skipped.
+    InvalidHeader,
+    /// A zip entry whose mode says symlink, device or fifo: installers
+    /// write it as a regular file, so it is scanned as one.
+    SpecialMode,
+    /// Bytes before a zip archive (a self-extractor stub).
+    PrefixedArchive,
+    /// Bytes after the end of the archive or its compressed stream (NUL
+    /// padding after gzip, a partial block after the last tar header).
+    TrailingData,
+}
+
+impl AnomalyKind {
+    /// A short label (for metrics).
+    pub fn label(self) -> &'static str {
+        match self {
+            AnomalyKind::NameWithNul => "name_with_nul",
+            AnomalyKind::ConflictingNames => "conflicting_names",
+            AnomalyKind::GlobalHeader => "global_header",
+            AnomalyKind::InvalidNumber => "invalid_number",
+            AnomalyKind::Link => "link",
+            AnomalyKind::DanglingLink => "dangling_link",
+            AnomalyKind::DivergentLayout => "divergent_layout",
+            AnomalyKind::InvalidHeader => "invalid_header",
+            AnomalyKind::SpecialMode => "special_mode",
+            AnomalyKind::PrefixedArchive => "prefixed_archive",
+            AnomalyKind::TrailingData => "trailing_data",
+        }
+    }
+
+    /// Every kind, in label order of declaration.
+    pub const ALL: [AnomalyKind; 11] = [
+        AnomalyKind::NameWithNul,
+        AnomalyKind::ConflictingNames,
+        AnomalyKind::GlobalHeader,
+        AnomalyKind::InvalidNumber,
+        AnomalyKind::Link,
+        AnomalyKind::DanglingLink,
+        AnomalyKind::DivergentLayout,
+        AnomalyKind::InvalidHeader,
+        AnomalyKind::SpecialMode,
+        AnomalyKind::PrefixedArchive,
+        AnomalyKind::TrailingData,
+    ];
+
+    fn description(self) -> &'static str {
+        match self {
+            AnomalyKind::NameWithNul => "name with a NUL byte",
+            AnomalyKind::ConflictingNames => "readers disagree on the name",
+            AnomalyKind::GlobalHeader => "PAX global header",
+            AnomalyKind::InvalidNumber => "invalid number field",
+            AnomalyKind::Link => "link scanned with its target's content",
+            AnomalyKind::DanglingLink => "link to nothing in the archive",
+            AnomalyKind::DivergentLayout => "readers disagree on where entries start",
+            AnomalyKind::InvalidHeader => "invalid header skipped",
+            AnomalyKind::SpecialMode => "special file mode scanned as a file",
+            AnomalyKind::PrefixedArchive => "data before the archive",
+            AnomalyKind::TrailingData => "data after the archive",
+        }
+    }
 }
 
 /// Entries that did not come out as files, by kind.
@@ -163,10 +307,24 @@ pub struct Skipped {
 pub struct Flattened {
     /// The detected format.
     pub format: Format,
-    /// The regular files, in archive order (central-directory order for zip).
+    /// The regular files, in archive order (central-directory order for
+    /// zip); files only another reading finds, and links, come after.
     pub files: Vec<File>,
     /// What was not returned as a file.
     pub skipped: Skipped,
+    /// Constructs readers disagree on, in the order met.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// What [`flatten_each`] found besides the files.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The detected format.
+    pub format: Format,
+    /// What was not handed over as a file.
+    pub skipped: Skipped,
+    /// Constructs readers disagree on, in the order met.
+    pub anomalies: Vec<Anomaly>,
 }
 
 /// Flattens one archive into its files, in memory.
@@ -187,14 +345,15 @@ pub fn flatten_filtered(
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<Flattened, Error> {
     let mut files = Vec::new();
-    let (format, skipped) = flatten_each(bytes, limits, keep, &mut |file| files.push(file))?;
-    Ok(Flattened { format, files, skipped })
+    let Summary { format, skipped, anomalies } =
+        flatten_each(bytes, limits, keep, &mut |file| files.push(file))?;
+    Ok(Flattened { format, files, skipped, anomalies })
 }
 
 /// Like [`flatten_filtered`], but hands each kept file to `visit` as soon
 /// as it is out instead of collecting them: a tar (an sdist) then costs its
-/// largest file, not its whole expansion. Returns the format and what was
-/// skipped. On an error, `visit` may have seen some files already.
+/// largest file, not its whole expansion. On an error, `visit` may have
+/// seen some files already.
 ///
 /// ```
 /// # let bytes = {
@@ -206,13 +365,13 @@ pub fn flatten_filtered(
 /// #     builder.into_inner().unwrap()
 /// # };
 /// let mut largest = 0;
-/// let (format, _skipped) = dragonfly_flatten::flatten_each(
+/// let summary = dragonfly_flatten::flatten_each(
 ///     &bytes,
 ///     &dragonfly_flatten::Limits::default(),
 ///     &|_| true,
 ///     &mut |file| largest = largest.max(file.data.len()),
 /// )?;
-/// assert_eq!((format, largest), (dragonfly_flatten::Format::Tar, 5));
+/// assert_eq!((summary.format, largest), (dragonfly_flatten::Format::Tar, 5));
 /// # Ok::<(), dragonfly_flatten::Error>(())
 /// ```
 pub fn flatten_each(
@@ -220,31 +379,100 @@ pub fn flatten_each(
     limits: &Limits,
     keep: &dyn Fn(&str) -> bool,
     visit: &mut dyn FnMut(File),
-) -> Result<(Format, Skipped), Error> {
+) -> Result<Summary, Error> {
     let format = detect_format(bytes)?;
     let budget = budget::Budget::new(limits, bytes.len() as u64);
+    let mut anomalies = Vec::new();
     let skipped = match format {
         Format::Zip => {
             let out = zipfile::flatten(bytes, &budget, keep)?;
+            anomalies = out.anomalies;
             out.files.into_iter().for_each(&mut *visit);
             out.skipped
         }
-        Format::Tar => tarball::flatten(bytes, format, &budget, keep, visit)?,
-        Format::TarGz => {
-            let reader = flate2::bufread::MultiGzDecoder::new(bytes);
-            tarball::flatten(reader, format, &budget, keep, visit)?
-        }
-        Format::TarBz2 => {
-            let reader = bzip2::bufread::MultiBzDecoder::new(bytes);
-            tarball::flatten(reader, format, &budget, keep, visit)?
-        }
-        Format::TarXz => {
-            let limit_kib = u32::try_from(XZ_MEMORY_LIMIT_BYTES / 1024).unwrap_or(u32::MAX);
-            let reader = lzma_rust2::XzReader::new_mem_limit(bytes, true, limit_kib);
-            tarball::flatten(reader, format, &budget, keep, visit)?
+        _ => {
+            let open = || Stream::open(bytes, format);
+            tarball::flatten(&open, format, &budget, keep, visit, &mut anomalies)?
         }
     };
-    Ok((format, skipped))
+    Ok(Summary { format, skipped, anomalies })
+}
+
+/// The tar stream inside a (compressed) archive.
+pub(crate) enum Stream<'a> {
+    Plain(&'a [u8]),
+    Gzip(Box<GzipMembers<'a>>),
+    Bzip2(Box<bzip2::bufread::MultiBzDecoder<&'a [u8]>>),
+    Xz(Box<lzma_rust2::XzReader<&'a [u8]>>),
+}
+
+impl<'a> Stream<'a> {
+    fn open(bytes: &'a [u8], format: Format) -> Self {
+        match format {
+            Format::TarGz => {
+                Stream::Gzip(Box::new(GzipMembers { rest: bytes, member: None, trailing: false }))
+            }
+            Format::TarBz2 => Stream::Bzip2(Box::new(bzip2::bufread::MultiBzDecoder::new(bytes))),
+            Format::TarXz => {
+                let limit_kib = u32::try_from(XZ_MEMORY_LIMIT_BYTES / 1024).unwrap_or(u32::MAX);
+                Stream::Xz(Box::new(lzma_rust2::XzReader::new_mem_limit(bytes, true, limit_kib)))
+            }
+            Format::Tar | Format::Zip => Stream::Plain(bytes),
+        }
+    }
+
+    /// Whether bytes followed the compressed stream.
+    pub(crate) fn trailing(&self) -> bool {
+        matches!(self, Stream::Gzip(gzip) if gzip.trailing)
+    }
+}
+
+impl std::io::Read for Stream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(bytes) => bytes.read(buf),
+            Stream::Gzip(gzip) => gzip.read(buf),
+            Stream::Bzip2(reader) => reader.read(buf),
+            Stream::Xz(reader) => reader.read(buf),
+        }
+    }
+}
+
+/// Gzip members one after another, as CPython's `gzip` reads them: NUL
+/// padding between and after members is skipped. Anything else after a
+/// member is not gzip and is never read by an installer; it ends the
+/// stream and is recorded.
+pub(crate) struct GzipMembers<'a> {
+    rest: &'a [u8],
+    member: Option<flate2::bufread::GzDecoder<&'a [u8]>>,
+    trailing: bool,
+}
+
+impl std::io::Read for GzipMembers<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(member) = &mut self.member {
+                let n = member.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.rest = self.member.take().map_or(&[][..], flate2::bufread::GzDecoder::into_inner);
+                let padding = self.rest.iter().take_while(|&&b| b == 0).count();
+                if padding > 0 {
+                    self.trailing = true;
+                    self.rest = &self.rest[padding..];
+                }
+                if !self.rest.is_empty() && !self.rest.starts_with(b"\x1f\x8b") {
+                    self.trailing = true;
+                    self.rest = &[];
+                }
+            }
+            if self.rest.is_empty() {
+                return Ok(0);
+            }
+            self.member = Some(flate2::bufread::GzDecoder::new(self.rest));
+        }
+    }
 }
 
 /// The files of a zip archive, listed and checked but not yet
@@ -291,18 +519,28 @@ impl ZipFiles<'_> {
 
     /// Path of file `index` (central-directory order).
     pub fn path(&self, index: usize) -> &str {
-        &self.plan.kept[index].0
+        &self.plan.kept[index].path
     }
 
     /// The uncompressed size the archive declares for file `index`: a hint
     /// for scheduling only, never trusted for limits.
     pub fn declared_size(&self, index: usize) -> u64 {
-        self.plan.kept[index].1.size()
+        self.plan.kept[index].entry.size()
     }
 
     /// What was not listed as a file.
     pub fn skipped(&self) -> &Skipped {
         &self.plan.skipped
+    }
+
+    /// Other names file `index` could be written under.
+    pub fn aliases(&self, index: usize) -> &[String] {
+        &self.plan.kept[index].aliases
+    }
+
+    /// Constructs readers disagree on, found while listing.
+    pub fn anomalies(&self) -> &[Anomaly] {
+        &self.plan.anomalies
     }
 
     /// Decompresses file `index` within the limits.
@@ -315,4 +553,5 @@ impl ZipFiles<'_> {
 pub(crate) struct Output {
     pub(crate) files: Vec<File>,
     pub(crate) skipped: Skipped,
+    pub(crate) anomalies: Vec<Anomaly>,
 }

@@ -2,6 +2,11 @@
 
 use std::fmt::Write;
 
+/// Cuts a name at its first NUL, as CPython's `tarfile` and `zipfile` do.
+pub(crate) fn nts(field: &[u8]) -> &[u8] {
+    field.iter().position(|&b| b == 0).map_or(field, |end| &field[..end])
+}
+
 /// Turns stored name bytes into a string: valid UTF-8 is kept as is, each
 /// byte of invalid UTF-8 becomes `\xNN`.
 pub(crate) fn readable(bytes: &[u8]) -> String {

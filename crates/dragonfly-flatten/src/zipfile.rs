@@ -7,6 +7,13 @@
 //! listed entry or refused: no overlapping entries, no local header missing
 //! from the central directory, local and central headers agreeing on name,
 //! method and encryption.
+//!
+//! Names are derived from the central directory's raw bytes as CPython's
+//! `zipfile` derives them: cut at the first NUL, and replaced by a Unicode
+//! Path extra field of version 1 whose CRC matches (Python 3.12 and later;
+//! 3.11 ignores the field). Every name some reader uses is kept, the first
+//! as the path, the rest as aliases. Entries whose mode says symlink,
+//! device or fifo are files: pip writes them as regular files.
 
 use std::cell::RefCell;
 use std::io::Cursor;
@@ -17,21 +24,21 @@ use zip::unstable::read::ZipIterable;
 use zip::{CompressionMethod, ZipReadOptions};
 
 use crate::budget::Budget;
-use crate::{Error, File, Format, Output, Skipped, names};
+use crate::{Anomaly, AnomalyKind, Error, File, Format, Output, Skipped, names};
 
 const FORMAT: Format = Format::Zip;
 const LOCAL_SIGNATURE: &[u8; 4] = b"PK\x03\x04";
 const LOCAL_HEADER_LEN: u64 = 30;
 const CENTRAL_HEADER_LEN: u64 = 46;
 const END_RECORD_LEN: usize = 22;
+const END_SIGNATURE: &[u8; 4] = b"PK\x05\x06";
+/// Extra field id of the Info-ZIP Unicode Path field.
+const UNICODE_PATH: u16 = 0x7075;
 
 /// Unix file-type bits of an entry's mode.
 const S_IFMT: u32 = 0o170000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFBLK: u32 = 0o060000;
-const S_IFIFO: u32 = 0o010000;
-const S_IFSOCK: u32 = 0o140000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
 
 type Entry = ZipFileEntry<'static>;
 
@@ -40,24 +47,61 @@ pub(crate) fn flatten(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool
     let plan = plan(bytes, budget, keep)?;
     let files =
         (0..plan.kept.len()).map(|i| extract(bytes, budget, &plan.kept[i])).collect::<Result<_, _>>()?;
-    Ok(Output { files, skipped: plan.skipped })
+    Ok(Output { files, skipped: plan.skipped, anomalies: plan.anomalies })
 }
 
 /// The files of a zip to decompress, in central-directory order, after
 /// every check that needs no decompression.
 pub(crate) struct Plan {
-    pub(crate) kept: Vec<(String, OwnedZipFileEntry)>,
+    pub(crate) kept: Vec<Planned>,
     pub(crate) skipped: Skipped,
+    pub(crate) anomalies: Vec<Anomaly>,
+}
+
+/// One file to extract.
+pub(crate) struct Planned {
+    pub(crate) path: String,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) entry: OwnedZipFileEntry,
+}
+
+/// Where the end of central directory record is, found as CPython finds
+/// it: at the very end, else the last signature within a maximal comment
+/// of the end.
+pub(crate) fn end_record(bytes: &[u8]) -> Option<usize> {
+    let tail = bytes.len().checked_sub(END_RECORD_LEN)?;
+    if bytes[tail..].starts_with(END_SIGNATURE) && bytes[bytes.len() - 2..] == [0, 0] {
+        return Some(tail);
+    }
+    let from = tail.saturating_sub(usize::from(u16::MAX));
+    let found = bytes[from..].windows(4).rposition(|w| w == END_SIGNATURE)? + from;
+    (found + END_RECORD_LEN <= bytes.len()).then_some(found)
+}
+
+/// Bytes before the archive proper: the end record's position minus the
+/// central directory's size and stated offset (a self-extractor stub whose
+/// offsets are relative to the zip), or the first local header's position
+/// when the offsets already count the stub.
+fn prefix_len(bytes: &[u8]) -> u64 {
+    let Some(end) = end_record(bytes) else { return 0 };
+    let size = u64::from(u32_at(bytes, end + 12));
+    let offset = u64::from(u32_at(bytes, end + 16));
+    (end as u64).saturating_sub(size).saturating_sub(offset)
 }
 
 /// Lists and checks the archive; decompresses nothing.
 pub(crate) fn plan(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -> Result<Plan, Error> {
+    let mut anomalies = Vec::new();
+    let prefix = prefix_len(bytes);
+    if prefix > 0 || !bytes.starts_with(LOCAL_SIGNATURE) && !bytes.starts_with(END_SIGNATURE) {
+        anomalies.push(Anomaly { kind: AnomalyKind::PrefixedArchive, path: None });
+    }
     let mut archive =
         ZipIterable::try_new(Cursor::new(bytes), Config::default()).map_err(|e| zip_error(e, None))?;
     let mut skipped = Skipped::default();
     if archive.is_empty() {
         check_empty(bytes)?;
-        return Ok(Plan { kept: Vec::new(), skipped });
+        return Ok(Plan { kept: Vec::new(), skipped, anomalies });
     }
 
     // The central directory only.
@@ -73,51 +117,110 @@ pub(crate) fn plan(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -
     check_layout(bytes, &entries)?;
 
     let mut kept = Vec::new();
-    for (path, entry) in entries {
-        match classify(&entry) {
-            Kind::File => {
-                // Refused even when filtered out: encryption is known without
-                // decompressing, and an encrypted file is never clean.
-                if entry.encrypted() {
-                    return Err(Error::Encrypted { format: FORMAT, path });
-                }
-                if !keep(&path) {
-                    skipped.filtered += 1;
-                    continue;
-                }
-                let method = entry.compression();
-                if !matches!(method, CompressionMethod::Stored | CompressionMethod::Deflated) {
-                    return Err(Error::UnsupportedFeature {
-                        format: FORMAT,
-                        path: Some(path),
-                        message: format!("compression method {method}"),
-                    });
-                }
-                kept.push((path, OwnedZipFileEntry::from(entry)));
+    for (_, entry) in entries {
+        let mut names = entry_names(bytes, &entry, &mut anomalies);
+        if names.iter().all(|name| name.ends_with('/')) {
+            skipped.directories += 1;
+            continue;
+        }
+        names.retain(|name| !name.ends_with('/'));
+        let path = names.remove(0);
+        if !names.is_empty() {
+            anomalies.push(Anomaly { kind: AnomalyKind::ConflictingNames, path: Some(path.clone()) });
+        }
+        if entry.unix_mode().is_some_and(|mode| !matches!(mode & S_IFMT, 0 | S_IFREG | S_IFDIR)) {
+            anomalies.push(Anomaly { kind: AnomalyKind::SpecialMode, path: Some(path.clone()) });
+        }
+        // Refused even when filtered out: encryption is known without
+        // decompressing, and an encrypted file is never clean.
+        if entry.encrypted() {
+            return Err(Error::Encrypted { format: FORMAT, path });
+        }
+        if !keep(&path) && !names.iter().any(|name| keep(name)) {
+            skipped.filtered += 1;
+            continue;
+        }
+        let method = entry.compression();
+        if !matches!(method, CompressionMethod::Stored | CompressionMethod::Deflated) {
+            return Err(Error::UnsupportedFeature {
+                format: FORMAT,
+                path: Some(path),
+                message: format!("compression method {method}"),
+            });
+        }
+        kept.push(Planned { path, aliases: names, entry: OwnedZipFileEntry::from(entry) });
+    }
+    Ok(Plan { kept, skipped, anomalies })
+}
+
+/// Every name readers give an entry, CPython 3.12's first: the stored name
+/// cut at its first NUL, and the Unicode Path field's name (used by 3.12
+/// when its version is 1 and its CRC matches the stored name, ignored by
+/// 3.11, applied by other readers regardless).
+fn entry_names(bytes: &[u8], entry: &Entry, anomalies: &mut Vec<Anomaly>) -> Vec<String> {
+    // The central header's bytes: the `zip` crate's raw name already has
+    // a Unicode Path field applied.
+    let raw = central_name(bytes, entry).unwrap_or(entry.name_raw());
+    let cut = names::nts(raw);
+    let stored = names::readable(cut);
+    if cut.len() < raw.len() {
+        anomalies.push(Anomaly { kind: AnomalyKind::NameWithNul, path: Some(stored.clone()) });
+    }
+    let mut names = vec![stored];
+    if let Some((version, crc, unicode)) = unicode_path(bytes, entry) {
+        let unicode = names::readable(names::nts(unicode));
+        if !unicode.is_empty() && !names.contains(&unicode) {
+            if version == 1 && crc == libdeflater::crc32(raw) {
+                names.insert(0, unicode);
+            } else {
+                names.push(unicode);
             }
-            Kind::Directory => skipped.directories += 1,
-            Kind::Symlink => skipped.symlinks += 1,
-            Kind::Other => skipped.other += 1,
         }
     }
-    Ok(Plan { kept, skipped })
+    names
+}
+
+/// The name as stored in an entry's central header.
+fn central_name<'b>(bytes: &'b [u8], entry: &Entry) -> Option<&'b [u8]> {
+    let start = entry.central_header_start();
+    let header = slice(bytes, start, CENTRAL_HEADER_LEN)?;
+    slice(bytes, start + CENTRAL_HEADER_LEN, u64::from(u16_at(header, 28)))
+}
+
+/// The Unicode Path extra field of an entry's central header: version,
+/// name CRC and UTF-8 name.
+fn unicode_path<'b>(bytes: &'b [u8], entry: &Entry) -> Option<(u8, u32, &'b [u8])> {
+    let start = entry.central_header_start();
+    let header = slice(bytes, start, CENTRAL_HEADER_LEN)?;
+    let name_len = u64::from(u16_at(header, 28));
+    let extra_len = u64::from(u16_at(header, 30));
+    let mut extra = slice(bytes, start + CENTRAL_HEADER_LEN + name_len, extra_len)?;
+    while extra.len() >= 4 {
+        let (id, len) = (u16_at(extra, 0), usize::from(u16_at(extra, 2)));
+        let data = extra.get(4..4 + len)?;
+        if id == UNICODE_PATH && data.len() >= 5 {
+            return Some((data[0], u32::from_le_bytes([data[1], data[2], data[3], data[4]]), &data[5..]));
+        }
+        extra = &extra[4 + len..];
+    }
+    None
 }
 
 /// Decompresses one planned file within the limits.
 pub(crate) fn extract(
     bytes: &[u8],
     budget: &Budget,
-    (path, entry): &(String, OwnedZipFileEntry),
+    Planned { path, aliases, entry }: &Planned,
 ) -> Result<File, Error> {
     if let Some(data) = inflate_whole(bytes, budget, entry) {
-        return Ok(File { path: path.clone(), data });
+        return Ok(File { path: path.clone(), aliases: aliases.clone(), data });
     }
     let mut body = Cursor::new(bytes);
     let size_hint = entry.size();
     let mut reader =
         entry.as_ref().with_reader(&mut body, ZipReadOptions::new()).map_err(|e| zip_error(e, Some(path)))?;
     let data = budget.read_file(&mut reader, size_hint, FORMAT, path)?;
-    Ok(File { path: path.clone(), data })
+    Ok(File { path: path.clone(), aliases: aliases.clone(), data })
 }
 
 /// The fast path for a deflated entry: one libdeflate call into a buffer of
@@ -154,27 +257,6 @@ thread_local! {
 fn data_start(bytes: &[u8], header_start: u64) -> Option<u64> {
     let local = slice(bytes, header_start, LOCAL_HEADER_LEN).filter(|l| l.starts_with(LOCAL_SIGNATURE))?;
     Some(header_start + LOCAL_HEADER_LEN + u64::from(u16_at(local, 26)) + u64::from(u16_at(local, 28)))
-}
-
-enum Kind {
-    File,
-    Directory,
-    Symlink,
-    Other,
-}
-
-/// A directory is a name ending in `/`, as for Python's `zipfile`: an entry
-/// with directory mode bits but another name is extracted as a file there,
-/// so it is a file here too.
-fn classify(entry: &Entry) -> Kind {
-    if entry.name_raw().ends_with(b"/") {
-        return Kind::Directory;
-    }
-    match entry.unix_mode().map(|mode| mode & S_IFMT) {
-        Some(S_IFLNK) => Kind::Symlink,
-        Some(S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK) => Kind::Other,
-        _ => Kind::File,
-    }
 }
 
 /// An archive without entries must be nothing but its end record, or it
@@ -298,6 +380,14 @@ fn slice(bytes: &[u8], start: u64, len: u64) -> Option<&[u8]> {
     bytes.get(start..end)
 }
 
+/// Little-endian u32 at `offset`, 0 past the end.
+fn u32_at(bytes: &[u8], offset: usize) -> u32 {
+    match bytes.get(offset..offset + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
 /// Little-endian u16 at `offset`; callers pass slices long enough for it.
 fn u16_at(bytes: &[u8], offset: usize) -> u16 {
     match bytes.get(offset..offset + 2) {
@@ -349,7 +439,7 @@ mod tests {
     fn fast(bytes: &[u8], limits: &Limits) -> Option<Vec<u8>> {
         let budget = Budget::new(limits, bytes.len() as u64);
         let plan = plan(bytes, &budget, &|_| true).unwrap();
-        inflate_whole(bytes, &budget, &plan.kept[0].1)
+        inflate_whole(bytes, &budget, &plan.kept[0].entry)
     }
 
     #[test]
@@ -373,7 +463,7 @@ mod tests {
         let exact = Limits { max_total_bytes: data.len() as u64, ..Limits::default() };
         let budget = Budget::new(&exact, bad_crc.len() as u64);
         let plan = plan(&bad_crc, &budget, &|_| true).unwrap();
-        assert!(inflate_whole(&bad_crc, &budget, &plan.kept[0].1).is_none());
+        assert!(inflate_whole(&bad_crc, &budget, &plan.kept[0].entry).is_none());
         assert!(budget.claim(data.len() as u64));
         let budget = Budget::new(&Limits::default(), bad_crc.len() as u64);
         let err = extract(&bad_crc, &budget, &plan.kept[0]).unwrap_err();

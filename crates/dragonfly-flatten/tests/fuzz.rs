@@ -101,8 +101,13 @@ fn mutated_archives_never_panic() {
         let flat = flatten(seed_input, &Limits::default()).expect("unmutated seeds flatten");
         assert_eq!(flat.files.len(), sample_files().len());
     }
-    let limits =
-        Limits { max_total_bytes: 64 << 10, max_file_bytes: 16 << 10, max_entries: 64, max_ratio: 50 };
+    let limits = Limits {
+        max_total_bytes: 64 << 10,
+        max_file_bytes: 16 << 10,
+        max_entries: 64,
+        max_ratio: 50,
+        max_header_bytes: 4096,
+    };
     let (mut ok, mut errors) = (0u64, 0u64);
     for i in 0..iterations {
         let input = mutate(&mut rng, &pool[(i as usize) % pool.len()], &pool);

@@ -3,7 +3,8 @@
 use std::io::{Cursor, Write};
 
 use dragonfly_flatten::{
-    Error, File, Flattened, Format, LimitKind, Limits, Skipped, flatten, flatten_filtered,
+    Anomaly, AnomalyKind, Error, File, Flattened, Format, LimitKind, Limits, Skipped, flatten,
+    flatten_filtered,
 };
 use zip::write::SimpleFileOptions;
 
@@ -330,9 +331,9 @@ fn absolute_and_parent_paths_are_kept_with_their_data() {
     assert_eq!(
         flat.files,
         vec![
-            File { path: "/etc/cron.d/evil".into(), data: b"one".to_vec() },
-            File { path: "../../outside.py".into(), data: b"two".to_vec() },
-            File { path: "pkg/../../up.py".into(), data: b"three".to_vec() },
+            File::new("/etc/cron.d/evil", b"one".to_vec()),
+            File::new("../../outside.py", b"two".to_vec()),
+            File::new("pkg/../../up.py", b"three".to_vec()),
         ]
     );
 
@@ -346,7 +347,7 @@ fn absolute_and_parent_paths_are_kept_with_their_data() {
 }
 
 #[test]
-fn tar_links_directories_and_devices_are_skipped_and_counted() {
+fn tar_links_are_files_under_their_own_name_and_directories_and_devices_are_skipped() {
     let mut tar = Vec::new();
     tar_entry(&mut tar, b"pkg/", b'5', b"", b"");
     tar_entry(&mut tar, b"old-style-dir/", b'\0', b"", b"");
@@ -360,12 +361,21 @@ fn tar_links_directories_and_devices_are_skipped_and_counted() {
     tar.extend_from_slice(&[0; 1024]);
     let flat = flatten(&tar, &Limits::default()).unwrap();
     assert_eq!(flat.format, Format::Tar);
-    assert_eq!(paths(&flat.files), ["pkg/a.py", "pkg/odd"]);
-    assert_eq!(flat.skipped, Skipped { directories: 2, symlinks: 1, hardlinks: 1, other: 3, filtered: 0 });
+    // The hard link is what an installer writes: a.py's content as pkg/hard.
+    assert_eq!(paths(&flat.files), ["pkg/a.py", "pkg/odd", "pkg/hard"]);
+    assert_eq!(flat.files[2].data, b"print()");
+    assert_eq!(flat.skipped, Skipped { directories: 2, symlinks: 1, hardlinks: 0, other: 3, filtered: 0 });
+    assert_eq!(
+        flat.anomalies,
+        [
+            Anomaly { kind: AnomalyKind::DanglingLink, path: Some("pkg/link".into()) },
+            Anomaly { kind: AnomalyKind::Link, path: Some("pkg/hard".into()) },
+        ]
+    );
 }
 
 #[test]
-fn zip_directories_symlinks_and_devices_are_skipped_and_counted() {
+fn zip_symlinks_and_devices_are_files_as_pip_writes_them() {
     let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
     writer.add_directory("pkg/", deflated()).unwrap();
     writer.add_symlink("pkg/link", "/etc/passwd", deflated()).unwrap();
@@ -378,8 +388,11 @@ fn zip_directories_symlinks_and_devices_are_skipped_and_counted() {
     zip[layout.central[2] + 5] = 3;
     set_u32(&mut zip, layout.central[2] + 38, 0o010644 << 16);
     let flat = flatten(&zip, &Limits::default()).unwrap();
-    assert_eq!(paths(&flat.files), ["pkg/a.py"]);
-    assert_eq!(flat.skipped, Skipped { directories: 1, symlinks: 1, hardlinks: 0, other: 1, filtered: 0 });
+    assert_eq!(paths(&flat.files), ["pkg/link", "pkg/fifo", "pkg/a.py"]);
+    assert_eq!(flat.files[0].data, b"/etc/passwd");
+    assert_eq!(flat.skipped, Skipped { directories: 1, ..Skipped::default() });
+    let kinds: Vec<_> = flat.anomalies.iter().map(|a| (a.kind, a.path.as_deref().unwrap())).collect();
+    assert_eq!(kinds, [(AnomalyKind::SpecialMode, "pkg/link"), (AnomalyKind::SpecialMode, "pkg/fifo")]);
 }
 
 #[test]
@@ -402,10 +415,7 @@ fn duplicate_zip_names_are_all_kept() {
     let flat = flatten(&zip, &Limits::default()).unwrap();
     assert_eq!(
         flat.files,
-        vec![
-            File { path: "pkg/a.py".into(), data: b"first".to_vec() },
-            File { path: "pkg/a.py".into(), data: b"second".to_vec() },
-        ]
+        vec![File::new("pkg/a.py", b"first".to_vec()), File::new("pkg/a.py", b"second".to_vec()),]
     );
 }
 
@@ -417,9 +427,12 @@ fn truncated_streams_are_corrupt() {
     let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
     let tar = tar_of(&[(b"pkg/setup.py", b"print()"), (b"pkg/data.bin", &big)]);
 
-    // Plain tar cut inside an entry's data, and inside a header.
+    // Plain tar cut inside an entry's data: corrupt. Cut inside a header:
+    // what came before is read (as CPython does), the rest is trailing data.
     assert_corrupt(flatten(&tar[..5000], &Limits::default()), Format::Tar, "truncated entry");
-    assert_corrupt(flatten(&tar[..1024 + 100], &Limits::default()), Format::Tar, "");
+    let flat = flatten(&tar[..1024 + 100], &Limits::default()).unwrap();
+    assert_eq!(paths(&flat.files), ["pkg/setup.py"]);
+    assert_eq!(flat.anomalies[0].kind, AnomalyKind::TrailingData);
 
     for (format, packed) in
         [(Format::TarGz, gz(&tar)), (Format::TarBz2, bz2(&tar)), (Format::TarXz, xz(&tar))]
@@ -637,7 +650,7 @@ fn old_v7_tar_is_read() {
     bytes.resize(512 * 4, 0);
     let flat = flatten(&bytes, &Limits::default()).unwrap();
     assert_eq!(flat.format, Format::Tar);
-    assert_eq!(flat.files, vec![File { path: "old.py".into(), data: b"hi".to_vec() }]);
+    assert_eq!(flat.files, vec![File::new("old.py", b"hi".to_vec())]);
 }
 
 // ---------------------------------------------------------------------------
@@ -662,7 +675,7 @@ fn filtered_zip_entries_are_not_decompressed() {
 
     let keep = |path: &str| path.ends_with(".py");
     let flat = flatten_filtered(&zip, &Limits::default(), &keep).unwrap();
-    assert_eq!(flat.files, vec![File { path: "pkg/keep.py".into(), data: b"print('kept')".to_vec() }]);
+    assert_eq!(flat.files, vec![File::new("pkg/keep.py", b"print('kept')".to_vec())]);
     assert_eq!(flat.skipped.filtered, 2);
 
     // Unfiltered, the same archive fails on the entries skipped above.
@@ -760,6 +773,9 @@ fn listing(flat: &Flattened) -> String {
         out.push_str(&format!("{:>6}  {}\n", file.data.len(), file.path));
     }
     out.push_str(&format!("skipped: {:?}\n", flat.skipped));
+    for anomaly in &flat.anomalies {
+        out.push_str(&format!("anomaly: {anomaly}\n"));
+    }
     out
 }
 
@@ -780,7 +796,11 @@ fn listing_of_an_sdist_with_every_kind_of_entry() {
             37  pkg-1.0/setup.py
              0  pkg-1.0/pkg/__init__.py
            300  pkg-1.0/data/\xff.bin
-        skipped: Skipped { directories: 1, symlinks: 1, hardlinks: 1, other: 1, filtered: 0 }
+            37  pkg-1.0/pkg/hard.py
+             0  pkg-1.0/pkg/link.py
+        skipped: Skipped { directories: 1, symlinks: 0, hardlinks: 0, other: 1, filtered: 0 }
+        anomaly: link scanned with its target's content at `pkg-1.0/pkg/link.py`
+        anomaly: link scanned with its target's content at `pkg-1.0/pkg/hard.py`
     "#]]
     .assert_eq(&listing(&flat));
 }

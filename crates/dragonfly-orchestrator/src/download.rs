@@ -55,7 +55,13 @@ impl Downloader<'_> {
                     continue;
                 }
             }
-            let job = Arc::new(JobState::new(leased));
+            // Files are started until nine tenths of the newest lease, so
+            // that the result still reaches the server within it.
+            let lease = self.node.settings.lease_timeout;
+            let since =
+                self.capacity.leased_at(&leased.job.name, &leased.job.version).unwrap_or(leased.leased_at);
+            let deadline = since + lease.mul_f64(0.9);
+            let job = Arc::new(JobState::new(leased, deadline));
             // Every distribution of a job at once, each within the budget.
             let sent = std::thread::scope(|scope| {
                 let (this, job) = (&self, &job);

@@ -159,16 +159,46 @@ impl fmt::Display for FailureReason {
             FailureReason::NoDistributions => f.write_str("the job lists no distributions"),
             FailureReason::Internal { message } => write!(f, "internal error while reporting: {message}"),
             FailureReason::Unscanned(problems) => {
+                // Bounded, whatever the archive names its files: each
+                // problem is cut, and the list stops near the limit.
+                let mut written = 0;
                 for (i, problem) in problems.iter().enumerate() {
+                    let text = bounded(&problem.to_string(), MAX_PROBLEM_CHARS);
+                    if i > 0 && written + text.len() > MAX_REASON_BYTES {
+                        return write!(f, "; and {} more", problems.len() - i);
+                    }
                     if i > 0 {
                         f.write_str("; ")?;
                     }
-                    write!(f, "{problem}")?;
+                    f.write_str(&text)?;
+                    written += text.len() + 2;
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// About the longest failure reason sent upstream, in bytes.
+const MAX_REASON_BYTES: usize = 1024;
+/// Longest text of one problem in a reason, in characters.
+const MAX_PROBLEM_CHARS: usize = 400;
+
+/// `text` with control characters escaped, cut after `max` characters.
+fn bounded(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max * 2));
+    for (count, c) in text.chars().enumerate() {
+        if count == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl fmt::Display for Problem {
@@ -244,6 +274,18 @@ mod tests {
              https://h/a.whl: `big.py`: scan timed out after 10 s; \
              https://h/b.whl: no rules loaded"
         );
+        // A huge name in many problems: the reason stays about 1 KiB.
+        let long = Problem::File {
+            url: "https://h/a.tar.gz".into(),
+            file: UnscannedFile {
+                path: format!("{}\nforged", "x".repeat(1 << 20)),
+                error: FileError::Timeout { seconds: 1 },
+            },
+        };
+        let text = reason(&[&long; 50]).to_string();
+        assert!(text.len() <= MAX_REASON_BYTES + 32, "{}", text.len());
+        assert!(text.ends_with("; and 48 more"), "{}", &text[text.len() - 40..]);
+        assert!(!text.contains('\n'));
         let labels: Vec<&str> = FailureKind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels, ["download", "archive", "scan", "no_rules", "no_distributions", "internal"]);
     }

@@ -27,6 +27,9 @@ pub(crate) struct JobState {
     pub(crate) job: Job,
     pub(crate) leased_at: Instant,
     pub(crate) started: Instant,
+    /// No file is started after this: a result after the lease would be
+    /// refused anyway.
+    deadline: Instant,
     /// The rules every distribution of this job is scanned with: the ones
     /// current when its first distribution was scanned.
     engine: OnceLock<Option<Engine>>,
@@ -47,13 +50,14 @@ pub(crate) struct Downloaded {
 }
 
 impl JobState {
-    /// A job with at least one distribution.
-    pub(crate) fn new(leased: Leased) -> JobState {
+    /// A job with at least one distribution, to be scanned by `deadline`.
+    pub(crate) fn new(leased: Leased, deadline: Instant) -> JobState {
         let n = leased.job.distributions.len();
         JobState {
             job: leased.job,
             leased_at: leased.leased_at,
             started: Instant::now(),
+            deadline,
             engine: OnceLock::new(),
             distributions: Mutex::new((0..n).map(|_| None).collect()),
             remaining: AtomicUsize::new(n),
@@ -63,7 +67,9 @@ impl JobState {
     /// The engine to scan this job's distributions with (`None`: no rules
     /// were loaded when the first one was ready).
     pub(crate) fn engine(&self, rules: &Rules<'_>) -> Option<&Engine> {
-        self.engine.get_or_init(|| rules.current()).as_ref()
+        self.engine
+            .get_or_init(|| rules.current().map(|engine| engine.with_deadline(Some(self.deadline))))
+            .as_ref()
     }
 
     /// Records what became of distribution `index`; true when it was the

@@ -56,7 +56,13 @@ mod tests {
             .iter()
             .map(|&(name, weight)| RuleMatch { name: name.into(), source: "a.yar".into(), weight })
             .collect();
-        FileReport { path: path.into(), size: 10, score: matches.iter().map(|m| m.weight).sum(), matches }
+        FileReport {
+            path: path.into(),
+            aliases: Vec::new(),
+            size: 10,
+            score: matches.iter().map(|m| m.weight).sum(),
+            matches,
+        }
     }
 
     fn check(job: &Job, outcome: Result<PackageReport, FailureReason>, expected: Expect) {

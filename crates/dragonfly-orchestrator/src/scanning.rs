@@ -76,6 +76,12 @@ impl Scanning<'_> {
         match catch_unwind(AssertUnwindSafe(|| engine.scan_archive(&url, bytes))) {
             Ok(report) => {
                 self.node.stats.distribution_scanned(&report, started.elapsed());
+                for anomaly in &report.anomalies {
+                    log::info!(
+                        package = job.job.name.as_str(), version = job.job.version.as_str();
+                        "archive anomaly in {url}: {anomaly}"
+                    );
+                }
                 Ok(report)
             }
             Err(panic) => {

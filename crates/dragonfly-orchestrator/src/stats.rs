@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use dragonfly_engine::DistributionReport;
+use dragonfly_engine::{AnomalyKind, DistributionReport};
 
 use crate::failure::FailureKind;
 
@@ -38,6 +38,8 @@ pub struct Stats {
     rule_failures: AtomicU64,
     rule_compile_micros: AtomicU64,
     rule_hash: Mutex<Option<String>>,
+    /// Indexed like [`AnomalyKind::ALL`].
+    anomalies: [AtomicU64; AnomalyKind::ALL.len()],
 }
 
 /// The counters at one moment, as plain numbers.
@@ -62,6 +64,9 @@ pub struct StatsSnapshot {
     pub results_pending: u64,
     /// Jobs held: leased and not yet reported.
     pub jobs_held: u64,
+    /// Archive constructs readers disagree on, by kind (every kind, in
+    /// [`AnomalyKind::ALL`] order).
+    pub anomalies: Vec<(AnomalyKind, u64)>,
     /// Files scanned.
     pub files_scanned: u64,
     /// Files skipped because no rule applies to them.
@@ -139,6 +144,7 @@ impl Default for Stats {
             rule_failures: zero(),
             rule_compile_micros: zero(),
             rule_hash: Mutex::new(None),
+            anomalies: std::array::from_fn(|_| zero()),
         }
     }
 }
@@ -157,6 +163,7 @@ impl Stats {
             results_retried: get(&self.results_retried),
             results_pending: get(&self.results_pending),
             jobs_held: get(&self.jobs_held),
+            anomalies: AnomalyKind::ALL.iter().zip(&self.anomalies).map(|(k, n)| (*k, get(n))).collect(),
             files_scanned: get(&self.files_scanned),
             files_skipped: get(&self.files_skipped),
             bytes_scanned: get(&self.bytes_scanned),
@@ -228,6 +235,11 @@ impl Stats {
         self.files_scanned.fetch_add(report.files_scanned, Relaxed);
         self.files_skipped.fetch_add(report.files_skipped, Relaxed);
         self.bytes_scanned.fetch_add(report.bytes_scanned, Relaxed);
+        for anomaly in &report.anomalies {
+            if let Some(index) = AnomalyKind::ALL.iter().position(|&k| k == anomaly.kind) {
+                self.anomalies[index].fetch_add(1, Relaxed);
+            }
+        }
         let secs = elapsed.as_secs_f64();
         let bucket =
             SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());

@@ -17,6 +17,9 @@ const ABANDONED_JOBS: u8 = 3;
 /// Runs the node; returns 0 after a clean shutdown.
 pub fn run(config: Config) -> Result<ExitCode> {
     crate::logging::init_with_format("info", config.log_format);
+    crate::logging::hide_secrets(
+        [&config.client_secret, &config.password, &config.token].into_iter().flatten().map(|s| s.expose()),
+    );
     let client = Client::new(config.client_config()?).context("can not set up the API client")?;
     log::info!(
         "dragonfly-client {} starting: server {}, {} threads, auth {}",

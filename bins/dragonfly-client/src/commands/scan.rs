@@ -186,6 +186,8 @@ struct InputResult {
     files_skipped: u64,
     bytes_scanned: u64,
     errors: Vec<String>,
+    /// Archive constructs readers disagree on; every reading was scanned.
+    anomalies: Vec<AnomalyRow>,
     /// Path of the most malicious file, for the table.
     #[serde(skip)]
     top_file: Option<String>,
@@ -195,9 +197,20 @@ struct InputResult {
 struct FileRow {
     distribution: String,
     path: String,
+    /// Other names an installer could write the file under.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<String>,
     size: u64,
     score: i64,
     rules: Vec<RuleRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct AnomalyRow {
+    distribution: String,
+    kind: &'static str,
+    path: Option<String>,
+    message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -215,6 +228,7 @@ impl InputResult {
             .map(|(d, f)| FileRow {
                 distribution: d.source.clone(),
                 path: f.path.clone(),
+                aliases: f.aliases.clone(),
                 size: f.size,
                 score: f.score,
                 rules: f.matches.iter().map(|m| RuleRow { name: m.name.clone(), weight: m.weight }).collect(),
@@ -244,6 +258,17 @@ impl InputResult {
             files_skipped: sum(|d| d.files_skipped),
             bytes_scanned: sum(|d| d.bytes_scanned),
             errors,
+            anomalies: report
+                .distributions
+                .iter()
+                .flat_map(|d| d.anomalies.iter().map(move |a| (d, a)))
+                .map(|(d, a)| AnomalyRow {
+                    distribution: d.source.clone(),
+                    kind: a.kind.label(),
+                    path: a.path.clone(),
+                    message: a.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -268,6 +293,7 @@ impl InputResult {
             files_skipped: 0,
             bytes_scanned: 0,
             errors: vec![message],
+            anomalies: Vec::new(),
             top_file: None,
         }
     }
@@ -310,6 +336,9 @@ fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result
         line(out, [&row[0], &row[1], &row[2], &row[3]])?;
         for error in &result.errors {
             writeln!(out, "  error: {error}")?;
+        }
+        for anomaly in &result.anomalies {
+            writeln!(out, "  anomaly: {}", anomaly.message)?;
         }
     }
     Ok(())
