@@ -4,9 +4,13 @@
 //! Every value is read from the node's [`Stats`] and the API client at
 //! scrape time; the node never waits for this server.
 
-use std::net::{SocketAddr, TcpListener};
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dragonfly_api::Client;
@@ -217,7 +221,7 @@ fn resident_bytes() -> Option<u64> {
 /// The running HTTP server; stops its thread when dropped.
 pub struct MetricsServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -230,70 +234,174 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
+/// Connections held open at once; when full, the one idle longest is
+/// closed for the newcomer, so that idle clients never lock out a probe.
+const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head read.
+const MAX_REQUEST_BYTES: usize = 8 << 10;
+/// Pause of the serving loop when nothing happened.
+const IDLE_PAUSE: Duration = Duration::from_millis(10);
+
 /// Binds `addr` now (failing with a message naming `DRAGONFLY_METRICS_ADDR`)
 /// and serves `probe` on a thread of its own.
+///
+/// One thread serves every connection, none blocking it: at most
+/// [`MAX_CONNECTIONS`] are open, each gets [`REQUEST_TIMEOUT`] to send its
+/// request, and failing accepts (out of file descriptors) are retried, so
+/// `/healthz` keeps answering whatever clients do.
 pub fn serve(addr: &str, probe: Probe) -> Result<MetricsServer> {
     let context = || format!("can not serve metrics on `{addr}` (DRAGONFLY_METRICS_ADDR)");
     let listener = TcpListener::bind(addr).with_context(context)?;
     let local = listener.local_addr().with_context(context)?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|err| anyhow::anyhow!("{err}"))
-        .with_context(context)?;
-    let server = Arc::new(server);
+    listener.set_nonblocking(true).with_context(context)?;
+    let stop = Arc::new(AtomicBool::new(false));
     let thread = {
-        let server = Arc::clone(&server);
-        std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            for request in server.incoming_requests() {
-                let response = respond(&probe, request.method(), request.url());
-                if let Err(err) = request.respond(response) {
-                    log::debug!("metrics client went away: {err}");
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve_loop(&listener, &probe, &stop))?
+    };
+    Ok(MetricsServer { addr: local, stop, thread: Some(thread) })
+}
+
+/// A connection waiting for its whole request.
+struct Pending {
+    stream: TcpStream,
+    opened: Instant,
+    head: Vec<u8>,
+}
+
+fn serve_loop(listener: &TcpListener, probe: &Probe, stop: &AtomicBool) {
+    let mut open: VecDeque<Pending> = VecDeque::new();
+    let mut last_accept_error: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let mut busy = false;
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    busy = true;
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    if open.len() >= MAX_CONNECTIONS {
+                        open.pop_front();
+                    }
+                    open.push_back(Pending { stream, opened: Instant::now(), head: Vec::new() });
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    // Out of file descriptors, most often: close the
+                    // oldest connection and try again later.
+                    if last_accept_error.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                        log::warn!("metrics server can not accept a connection: {err}");
+                        last_accept_error = Some(Instant::now());
+                    }
+                    open.pop_front();
+                    break;
                 }
             }
-        })?
-    };
-    Ok(MetricsServer { addr: local, server, thread: Some(thread) })
+        }
+        open.retain_mut(|conn| match read_request(conn) {
+            Progress::Waiting => conn.opened.elapsed() < REQUEST_TIMEOUT,
+            Progress::Closed => false,
+            Progress::Complete => {
+                busy = true;
+                answer(probe, conn);
+                false
+            }
+        });
+        if !busy {
+            std::thread::sleep(IDLE_PAUSE);
+        }
+    }
 }
 
-type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+enum Progress {
+    Waiting,
+    Complete,
+    Closed,
+}
 
-fn respond(probe: &Probe, method: &tiny_http::Method, url: &str) -> Response {
-    let text = |status: u16, body: &str| {
-        with_type(
-            tiny_http::Response::from_string(body).with_status_code(status),
-            "text/plain; charset=utf-8",
-        )
+fn read_request(conn: &mut Pending) -> Progress {
+    let mut buf = [0u8; 2048];
+    loop {
+        match conn.stream.read(&mut buf) {
+            Ok(0) => return Progress::Closed,
+            Ok(n) => {
+                conn.head.extend_from_slice(&buf[..n]);
+                if conn.head.windows(4).any(|w| w == b"\r\n\r\n") || conn.head.len() >= MAX_REQUEST_BYTES {
+                    return Progress::Complete;
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Progress::Closed,
+        }
+    }
+}
+
+/// Writes the response to a complete request head, then closes.
+fn answer(probe: &Probe, conn: &mut Pending) {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let (status, content_type, body, head_only) = match request.parse(&conn.head) {
+        Ok(httparse::Status::Complete(_)) => {
+            let method = request.method.unwrap_or_default();
+            let (status, content_type, body) = respond(probe, method, request.path.unwrap_or_default());
+            (status, content_type, body, method == "HEAD")
+        }
+        _ => (400, TEXT, "bad request\n".to_owned(), false),
     };
-    if !matches!(method, tiny_http::Method::Get | tiny_http::Method::Head) {
-        return text(405, "method not allowed\n");
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        response.extend_from_slice(body.as_bytes());
+    }
+    // Small responses; a client too slow to take them is dropped.
+    let _ = conn.stream.set_nonblocking(false);
+    let _ = conn.stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    if let Err(err) = conn.stream.write_all(&response) {
+        log::debug!("metrics client went away: {err}");
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Status, content type and body for `method` on `url`.
+fn respond(probe: &Probe, method: &str, url: &str) -> (u16, &'static str, String) {
+    if !matches!(method, "GET" | "HEAD") {
+        return (405, TEXT, "method not allowed\n".to_owned());
     }
     match url.split('?').next().unwrap_or_default() {
-        "/metrics" => with_type(tiny_http::Response::from_string(probe.render()), CONTENT_TYPE),
-        "/healthz" => text(200, "ok\n"),
-        "/readyz" if probe.is_ready() => text(200, "ready\n"),
-        "/readyz" => text(503, "not ready: waiting for a login or for rules\n"),
-        _ => text(404, "not found; try /metrics, /healthz or /readyz\n"),
+        "/metrics" => (200, CONTENT_TYPE, probe.render()),
+        "/healthz" => (200, TEXT, "ok\n".to_owned()),
+        "/readyz" if probe.is_ready() => (200, TEXT, "ready\n".to_owned()),
+        "/readyz" => (503, TEXT, "not ready: waiting for a login or for rules\n".to_owned()),
+        _ => (404, TEXT, "not found; try /metrics, /healthz or /readyz\n".to_owned()),
     }
-}
-
-fn with_type(mut response: Response, content_type: &str) -> Response {
-    if let Ok(header) = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
-        response.add_header(header);
-    }
-    response
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    use std::time::Duration;
 
     use dragonfly_api::{Auth, ClientConfig, Secret};
     use dragonfly_engine::DistributionReport;
@@ -433,6 +541,37 @@ mod tests {
         assert_eq!(get(addr, "/nope").0, 404);
         // Dropping the server stops and joins its thread.
         drop(server);
+    }
+
+    #[test]
+    fn idle_and_half_open_connections_never_lock_out_a_probe() {
+        let server =
+            serve("127.0.0.1:0", Probe::new(Arc::new(Stats::default()), client(Auth::None))).unwrap();
+        let addr = server.local_addr();
+        // Far more idle connections than the server keeps, some with half a request.
+        let mut idle: Vec<TcpStream> =
+            (0..MAX_CONNECTIONS * 4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for stream in idle.iter_mut().step_by(3) {
+            stream.write_all(b"GET /metrics HTTP/1.1\r\nHost:").unwrap();
+        }
+        let started = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(get(addr, "/healthz").0, 200);
+        }
+        assert!(started.elapsed() < REQUEST_TIMEOUT, "probes waited for idle clients");
+        // Garbage gets a 400, HEAD no body, and the server goes on.
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"\x00\x01 nonsense\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200") && response.ends_with("\r\n\r\n"), "{response}");
+        drop(idle);
+        assert_eq!(get(addr, "/healthz").0, 200);
     }
 
     #[test]

@@ -470,3 +470,39 @@ fn json_logs_are_one_object_per_line() {
     assert!(lines.iter().any(|l| l["message"].as_str().unwrap().contains("rules json-rules-1")), "{text}");
     assert!(lines.iter().any(|l| l["message"].as_str().unwrap().starts_with("stopped")), "{text}");
 }
+
+#[test]
+fn health_survives_idle_connections_beyond_the_file_descriptor_limit() {
+    let (server, _) = server_with_one_release("ops-rules-fd");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("node.log");
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // The node under a 64-descriptor limit, as `ulimit -n` in a container.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" run")
+        .arg(env!("CARGO_BIN_EXE_dragonfly-client"))
+        .current_dir(dir.path())
+        .env("DRAGONFLY_BASE_URL", server.url())
+        .env("DRAGONFLY_AUTH_MODE", "none")
+        .env("DRAGONFLY_THREADS", "1")
+        .env("DRAGONFLY_METRICS_ADDR", addr.to_string())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).unwrap());
+    let _node = Running::new(command.spawn().unwrap());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(eventually(|| http_get(addr, "/healthz").0 == 200), "no /healthz: {}", read_log());
+
+    // More idle connections than the node has descriptors.
+    let idle: Vec<TcpStream> = (0..200).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    for _ in 0..3 {
+        assert_eq!(http_get(addr, "/healthz").0, 200, "{} idle connections: {}", idle.len(), read_log());
+    }
+    assert!(idle.len() > 64, "only {} connections opened", idle.len());
+    drop(idle);
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    assert!(server.wait_drained(Duration::from_secs(120)), "the node stopped working: {}", read_log());
+}
