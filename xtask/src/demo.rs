@@ -47,6 +47,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .arg("run")
         .env("DRAGONFLY_BASE_URL", server.url())
         .env("DRAGONFLY_AUTH_MODE", "none")
+        .env("DRAGONFLY_ALLOW_PRIVATE_DOWNLOADS", "true")
         .env("DRAGONFLY_LOAD_DURATION", "1")
         .env("DRAGONFLY_WAIT_DURATION", "1")
         .env("DRAGONFLY_SUMMARY_INTERVAL", "5")

@@ -54,6 +54,9 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Extra PEM CA certificate to trust.
     pub ca_cert: Option<PathBuf>,
+    /// Let distribution URLs (and their redirects) reach loopback,
+    /// private and link-local addresses.
+    pub allow_private_downloads: bool,
     /// Scanning threads.
     pub threads: usize,
     /// Seconds between job requests while the server has no jobs.
@@ -118,6 +121,7 @@ impl Default for Config {
             password: None,
             token: None,
             ca_cert: None,
+            allow_private_downloads: false,
             threads: node.threads,
             load_duration: node.load_duration.as_secs(),
             bulk_size: node.bulk_size,
@@ -285,6 +289,7 @@ impl Config {
         config.request_timeout = Some((lease / 4).max(Duration::from_secs(5)));
         config.download_timeout = Some((lease * 3 / 4).max(Duration::from_secs(5)));
         config.ca_cert = self.ca_cert.clone();
+        config.allow_private_downloads = self.allow_private_downloads;
         Ok(config)
     }
 

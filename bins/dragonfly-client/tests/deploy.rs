@@ -506,3 +506,43 @@ fn health_survives_idle_connections_beyond_the_file_descriptor_limit() {
     assert_eq!(http_get(addr, "/healthz").0, 200);
     assert!(server.wait_drained(Duration::from_secs(120)), "the node stopped working: {}", read_log());
 }
+
+#[test]
+fn a_job_pointing_at_the_nodes_own_network_is_refused() {
+    let (server, _) = server_with_one_release("ops-rules-ssrf");
+    let dir = tempfile::tempdir().unwrap();
+    let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    // The node's own metrics page and the cloud metadata address.
+    server.add_job(
+        "ssrf",
+        "1.0",
+        vec![format!("http://{metrics}/metrics"), "http://169.254.169.254/latest/meta-data/x.tar.gz".into()],
+    );
+    let metrics_setting = metrics.to_string();
+    let (_node, log) = start_node(
+        &server,
+        dir.path(),
+        &[
+            ("DRAGONFLY_ALLOW_PRIVATE_DOWNLOADS", "false"),
+            ("DRAGONFLY_METRICS_ADDR", metrics_setting.as_str()),
+        ],
+    );
+    assert!(
+        server.wait_drained(Duration::from_secs(120)),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let results = server.results();
+    let reason = |name: &str| {
+        let result = results.iter().find(|r| r.name == name).expect("a result");
+        result.body["reason"].as_str().unwrap_or_default().to_owned()
+    };
+    // Even the fake server's own packages are on loopback: refused too.
+    assert!(reason("ops-demo").contains("127.0.0.1 is a loopback address"), "{}", reason("ops-demo"));
+    let ssrf = reason("ssrf");
+    assert!(
+        ssrf.contains("is a loopback address") && ssrf.contains("169.254.169.254 is a link-local address"),
+        "{ssrf}"
+    );
+    assert!(!ssrf.contains("dragonfly_"), "metrics leaked upstream: {ssrf}");
+}

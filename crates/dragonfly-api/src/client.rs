@@ -8,6 +8,7 @@ use ureq::{Agent, Body};
 
 use crate::auth::{Authenticator, Credential};
 use crate::config::ClientConfig;
+use crate::destination::{Destinations, redirect_target};
 use crate::error::{Error, ErrorKind};
 use crate::http::{Agents, check_status, decode_json, read_limited, status_error};
 use crate::wire::{Job, JobResult, RuleSet};
@@ -27,6 +28,8 @@ struct Inner {
     agents: Agents,
     max_response_bytes: u64,
     auth_hint: String,
+    destinations: Destinations,
+    max_redirects: u32,
 }
 
 /// Login counters of a [`Client`], for metrics.
@@ -65,6 +68,11 @@ impl Client {
                 agents,
                 max_response_bytes: config.max_response_bytes,
                 auth_hint,
+                destinations: Destinations {
+                    allow_private: config.allow_private_downloads,
+                    via_proxy: config.proxy_from_env && ureq::Proxy::try_from_env().is_some(),
+                },
+                max_redirects: config.max_redirects,
             }),
         })
     }
@@ -124,13 +132,16 @@ impl Client {
 
     /// Downloads a distribution into memory, without credentials.
     ///
-    /// Only `http` and `https` URLs; a few redirects are followed. A declared
+    /// Only `http` and `https` URLs; a few redirects are followed, each
+    /// checked first: loopback, private and link-local destinations are
+    /// refused ([`ErrorKind::PrivateAddress`]) unless
+    /// [`ClientConfig::allow_private_downloads`] is set. A declared
     /// `Content-Length` over `max_bytes` is refused before reading, and
     /// reading stops as soon as more than `max_bytes` arrived (after
     /// decompression): both give [`ErrorKind::TooLarge`].
     pub fn download(&self, url: &str, max_bytes: u64) -> Result<Vec<u8>, Error> {
         let context = format!("GET {url}");
-        let mut response = self.get_public(url, &context)?;
+        let mut response = self.get_download(url, &context)?;
         let declared = response
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -162,8 +173,37 @@ impl Client {
         Ok((content_type, bytes))
     }
 
-    fn get_public(&self, url: &str, context: &str) -> Result<Response<Body>, Error> {
-        self.get_public_with(url, context, None)
+    /// GET a distribution, following redirects one by one so that each
+    /// destination is checked before it is contacted.
+    fn get_download(&self, url: &str, context: &str) -> Result<Response<Body>, Error> {
+        let mut current = url.to_owned();
+        for _ in 0..=self.inner.max_redirects {
+            check_http_url(&current)?;
+            self.inner.destinations.check(&current)?;
+            let request = http::Request::get(current.as_str())
+                .body(())
+                .map_err(|err| Error::new(ErrorKind::InvalidUrl, format!("{context}: {err}")))?;
+            let mut response = run(&self.inner.agents.download, request, context)?;
+            let status = response.status();
+            let location = response.headers().get(header::LOCATION).and_then(|value| value.to_str().ok());
+            if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+                && let Some(location) = location
+            {
+                current = redirect_target(&current, location).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Redirect,
+                        format!("{context}: redirect to an invalid URL `{location}`"),
+                    )
+                })?;
+                continue;
+            }
+            check_status(context, &mut response)?;
+            return Ok(response);
+        }
+        Err(Error::new(
+            ErrorKind::Redirect,
+            format!("{context}: more than {} redirects", self.inner.max_redirects),
+        ))
     }
 
     fn get_public_with(

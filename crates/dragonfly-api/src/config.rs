@@ -90,6 +90,10 @@ pub struct ClientConfig {
     /// Redirects followed by downloads and PyPI look-ups (API calls and
     /// logins follow none). Default 5.
     pub max_redirects: u32,
+    /// Download from loopback, private, link-local and unspecified
+    /// addresses (cloud metadata services among them). Default false: a
+    /// job's URL must not make the node fetch from its own network.
+    pub allow_private_downloads: bool,
     /// `User-Agent` header. Default `dragonfly-client/<version>`.
     pub user_agent: String,
     /// Waits between failed logins: 2 s after the first, doubling (with
@@ -117,6 +121,7 @@ impl ClientConfig {
             ca_cert: None,
             max_response_bytes: 64 * 1024 * 1024,
             max_redirects: 5,
+            allow_private_downloads: false,
             user_agent: concat!("dragonfly-client/", env!("CARGO_PKG_VERSION")).to_owned(),
             login_backoff: Backoff::new(Duration::from_secs(2), Duration::from_secs(10 * 60)),
             proxy_from_env: true,

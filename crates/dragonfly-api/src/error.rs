@@ -34,6 +34,10 @@ pub enum ErrorKind {
     Tls,
     /// Occurs on a redirect that was not followed, or too many redirects.
     Redirect,
+    /// Occurs when a download (or a redirect of one) would reach a
+    /// loopback, private, link-local or unspecified address and
+    /// [`ClientConfig::allow_private_downloads`](crate::ClientConfig::allow_private_downloads) is off.
+    PrivateAddress,
     /// Occurs when the client configuration is invalid (missing credentials, unreadable CA file).
     Config,
 }

@@ -22,8 +22,11 @@ const ERROR_SNIPPET_CHARS: usize = 200;
 pub(crate) struct Agents {
     /// Control server and identity providers: follows no redirects.
     pub api: Agent,
-    /// Distribution downloads and PyPI: follows a few redirects.
+    /// Package index pages: follows a few redirects.
     pub public: Agent,
+    /// Distribution downloads: follows no redirects itself (the client
+    /// checks where each one leads first).
+    pub download: Agent,
 }
 
 impl Agents {
@@ -52,7 +55,13 @@ impl Agents {
             .timeout_global(config.download_timeout)
             .build()
             .new_agent();
-        Ok(Agents { api, public })
+        let download = base()
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_global(config.download_timeout)
+            .build()
+            .new_agent();
+        Ok(Agents { api, public, download })
     }
 }
 

@@ -45,6 +45,7 @@ mod auth;
 mod backoff;
 mod client;
 mod config;
+mod destination;
 mod error;
 mod http;
 pub mod pypi;

@@ -56,7 +56,13 @@ impl RunningNode {
 }
 
 fn open_client(server: &FakeServer) -> Client {
-    Client::new(ClientConfig::new(server.url(), Auth::None)).unwrap()
+    Client::new(loopback(ClientConfig::new(server.url(), Auth::None))).unwrap()
+}
+
+/// The test kit serves packages on loopback: allow downloads from it.
+fn loopback(mut config: ClientConfig) -> ClientConfig {
+    config.allow_private_downloads = true;
+    config
 }
 
 fn add_corpus(server: &FakeServer, corpus: &[FixturePackage]) -> BTreeMap<(String, String), Vec<String>> {
@@ -291,7 +297,7 @@ fn auth0_token_renewed_after_revocation() {
             grant: Grant::Password { username: "node".into(), password: Secret::new("pw".to_owned()) },
         },
     );
-    let node = RunningNode::start(Client::new(config).unwrap(), settings());
+    let node = RunningNode::start(Client::new(loopback(config)).unwrap(), settings());
     assert!(server.wait_drained(WAIT));
     server.revoke_tokens();
     server.add_package("after", "1.0", python_package("after", "b = 2\n"));

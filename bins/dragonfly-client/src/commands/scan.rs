@@ -136,7 +136,10 @@ impl InputScanner<'_> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let config = ClientConfig::new(index_url(self.args.index_url.as_deref()), Auth::None);
+        let mut config = ClientConfig::new(index_url(self.args.index_url.as_deref()), Auth::None);
+        // The user names what to scan, and nothing is sent anywhere: local
+        // mirrors and files on the own network are fine.
+        config.allow_private_downloads = true;
         let client = Client::new(config).context("can not set up the HTTP client")?;
         self.client = Some(client.clone());
         Ok(client)

@@ -12,6 +12,8 @@ pub fn clean_bin() -> Command {
         }
     }
     command.stdin(Stdio::null());
+    // The test kit's servers are on loopback.
+    command.env("DRAGONFLY_ALLOW_PRIVATE_DOWNLOADS", "true");
     command
 }
 

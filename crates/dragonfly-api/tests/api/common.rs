@@ -19,6 +19,8 @@ pub const CF_SECRET: &str = "cf-TOPSECRET-4444";
 pub fn config(server: &ServerGuard, auth: Auth) -> ClientConfig {
     let mut config = ClientConfig::new(server.url(), auth);
     config.proxy_from_env = false;
+    // Downloads come from the mock server, on loopback.
+    config.allow_private_downloads = true;
     config.connect_timeout = Duration::from_secs(5);
     config.read_timeout = Duration::from_secs(10);
     config.login_backoff = dragonfly_api::Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
