@@ -134,6 +134,18 @@ impl Budget {
                 .is_ok()
     }
 
+    /// Claims `n` bytes of file `path` before they are produced, or says
+    /// which limit they would cross.
+    pub(crate) fn charge(&self, n: u64, path: &str) -> Result<(), Error> {
+        if n > self.limits.max_file_bytes {
+            return Err(self.limit_error(LimitKind::FileBytes, Some(path)));
+        }
+        if !self.claim(n) {
+            return Err(self.limit_error(self.total_kind, Some(path)));
+        }
+        Ok(())
+    }
+
     /// Gives back a [`Budget::claim`] whose bytes were not produced.
     pub(crate) fn unclaim(&self, n: u64) {
         self.file_bytes.fetch_sub(n, Relaxed);

@@ -235,6 +235,9 @@ pub enum AnomalyKind {
     /// Bytes after the end of the archive or its compressed stream (NUL
     /// padding after gzip, a partial block after the last tar header).
     TrailingData,
+    /// A tar that is a zip too (pip unzips anything `zipfile` recognises):
+    /// both are scanned.
+    Polyglot,
 }
 
 impl AnomalyKind {
@@ -252,11 +255,12 @@ impl AnomalyKind {
             AnomalyKind::SpecialMode => "special_mode",
             AnomalyKind::PrefixedArchive => "prefixed_archive",
             AnomalyKind::TrailingData => "trailing_data",
+            AnomalyKind::Polyglot => "polyglot",
         }
     }
 
     /// Every kind, in label order of declaration.
-    pub const ALL: [AnomalyKind; 11] = [
+    pub const ALL: [AnomalyKind; 12] = [
         AnomalyKind::NameWithNul,
         AnomalyKind::ConflictingNames,
         AnomalyKind::GlobalHeader,
@@ -268,6 +272,7 @@ impl AnomalyKind {
         AnomalyKind::SpecialMode,
         AnomalyKind::PrefixedArchive,
         AnomalyKind::TrailingData,
+        AnomalyKind::Polyglot,
     ];
 
     fn description(self) -> &'static str {
@@ -283,6 +288,7 @@ impl AnomalyKind {
             AnomalyKind::SpecialMode => "special file mode scanned as a file",
             AnomalyKind::PrefixedArchive => "data before the archive",
             AnomalyKind::TrailingData => "data after the archive",
+            AnomalyKind::Polyglot => "a zip inside the tar's bytes, scanned too",
         }
     }
 }
@@ -392,7 +398,18 @@ pub fn flatten_each(
         }
         _ => {
             let open = || Stream::open(bytes, format);
-            tarball::flatten(&open, format, &budget, keep, visit, &mut anomalies)?
+            let mut skipped = tarball::flatten(&open, format, &budget, keep, visit, &mut anomalies)?;
+            // pip unzips whatever `zipfile.is_zipfile` accepts, whatever its
+            // name: a tar with a zip after it installs the zip.
+            if zipfile::is_zip_too(bytes) {
+                let out = zipfile::flatten(bytes, &budget, keep)?;
+                anomalies.push(Anomaly { kind: AnomalyKind::Polyglot, path: None });
+                anomalies.extend(out.anomalies);
+                skipped.filtered += out.skipped.filtered;
+                skipped.directories += out.skipped.directories;
+                out.files.into_iter().for_each(&mut *visit);
+            }
+            skipped
         }
     };
     Ok(Summary { format, skipped, anomalies })

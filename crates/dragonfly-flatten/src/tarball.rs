@@ -12,9 +12,10 @@
 //! disagree on where the next header starts (data after a directory or link
 //! header, an unreadable PAX size), the stream is read a second time the way
 //! GNU tar and the `tar` crate read it, and files only that reading finds
-//! are added.
+//! are added. A file CPython extracts with more bytes than lie before the
+//! next header (a global PAX size) is read again from the stream in full.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Read};
 
 use crate::budget::{Budget, StreamCounter};
@@ -56,11 +57,21 @@ struct Member {
     link: String,
     /// Offset of its data in the tar stream.
     data_offset: u64,
-    /// Bytes of data (zero for members without data in the dialect).
-    size: u64,
+    /// Bytes from its data to the next header (zero for members without
+    /// data in the dialect).
+    span: u64,
+    /// Bytes an extraction writes: CPython's final size, which global and
+    /// sparse records may set apart from the span.
+    content: u64,
 }
 
 impl Member {
+    /// Whether its content ends before the next header, so that it can be
+    /// read on the way; else it is fetched in a later pass.
+    fn inline(&self) -> bool {
+        self.content <= blocks(self.span)
+    }
+
     fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
     }
@@ -95,10 +106,12 @@ struct Header {
     /// The name without the ustar prefix, when a prefix was joined to it.
     bare_name: Option<Vec<u8>>,
     type_flag: u8,
-    size: Option<u64>,
+    size: i128,
     link: Vec<u8>,
     /// Old GNU sparse header: more sparse-map blocks follow it.
     sparse_extended: bool,
+    /// A pre-POSIX (`\0`) type made a directory by its trailing slash.
+    old_style_directory: bool,
 }
 
 enum Block {
@@ -107,11 +120,21 @@ enum Block {
     Header(Header),
 }
 
-/// Parses an integer as Python's `int(text, radix)` does (surrounding
-/// whitespace, a sign, `_` between digits, `0o` for radix 8); `None` where
-/// Python raises `ValueError`. Negative values are `Some(None)`.
-fn python_int(text: &[u8], radix: u32) -> Option<Option<u64>> {
-    let text = text.trim_ascii();
+/// Whitespace Python's `str.strip()` and `int()` remove, in ASCII.
+fn is_python_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0x1c..=0x1f)
+}
+
+/// Most digits Python's `int()` reads in base 10 (`sys.int_info.default_max_str_digits`).
+const PYTHON_MAX_DIGITS: usize = 4300;
+
+/// How Python's `int(text, radix)` reads ASCII `text`: surrounding
+/// whitespace, a sign, `_` between digits, `0o` for radix 8. `None` where
+/// Python raises `ValueError`. Saturates far beyond any real size.
+fn python_int(text: &[u8], radix: u32) -> Option<i128> {
+    let start = text.iter().position(|&b| !is_python_space(b))?;
+    let end = text.iter().rposition(|&b| !is_python_space(b))? + 1;
+    let text = &text[start..end];
     let (negative, text) = match text.first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -128,28 +151,45 @@ fn python_int(text: &[u8], radix: u32) -> Option<Option<u64>> {
     {
         return None;
     }
-    let mut value: u64 = 0;
+    if radix == 10 && text.iter().filter(|&&b| b != b'_').count() > PYTHON_MAX_DIGITS {
+        return None;
+    }
+    let mut value: i128 = 0;
     for &b in text.iter().filter(|&&b| b != b'_') {
         let digit = char::from(b).to_digit(radix)?;
-        value = value.saturating_mul(u64::from(radix)).saturating_add(u64::from(digit));
+        value = value.saturating_mul(i128::from(radix)).saturating_add(i128::from(digit));
     }
-    Some(if negative && value != 0 { None } else { Some(value) })
+    Some(if negative { -value } else { value })
 }
 
-/// A numeric header field, as CPython's `nti`: base-256 when the first
-/// byte is 0x80 or 0xff, else octal text. `None` where CPython refuses the
-/// header; `Some(None)` for a negative number.
-fn number(field: &[u8]) -> Option<Option<u64>> {
+/// A numeric header field, as CPython's `nti`: base-256 (two's complement
+/// when the first byte is 0xff) or octal text. `None` where CPython
+/// refuses the header.
+fn number(field: &[u8]) -> Option<i128> {
     match field.first() {
-        Some(&0x80) => Some(Some(
-            field[1..].iter().fold(0u64, |n, &b| n.saturating_mul(256).saturating_add(u64::from(b))),
-        )),
-        Some(&0xff) => Some(None),
+        Some(&first) if first == 0x80 || first == 0xff => {
+            let n =
+                field[1..].iter().fold(0i128, |n, &b| n.saturating_mul(256).saturating_add(i128::from(b)));
+            if first == 0xff {
+                let modulus = 1i128.checked_shl(8 * (field.len() as u32 - 1)).unwrap_or(i128::MAX);
+                Some(n - modulus)
+            } else {
+                Some(n)
+            }
+        }
         _ => {
             let text = nts(field);
-            if text.trim_ascii().is_empty() { Some(Some(0)) } else { python_int(text, 8) }
+            if !text.is_ascii() {
+                return None;
+            }
+            if text.iter().all(|&b| is_python_space(b)) { Some(0) } else { python_int(text, 8) }
         }
     }
+}
+
+/// A size that can be used: negative sizes are 0.
+fn to_size(n: i128) -> u64 {
+    u64::try_from(n.max(0)).unwrap_or(u64::MAX)
 }
 
 fn parse_header(block: &[u8; 512]) -> Block {
@@ -159,18 +199,17 @@ fn parse_header(block: &[u8; 512]) -> Block {
     let Some(stored) = number(&block[148..156]) else {
         return Block::Invalid;
     };
-    let unsigned: u64 =
-        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum();
-    let signed: i64 = block
+    let unsigned: i128 = block
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) })
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i128::from(b) })
         .sum();
-    let matches = match stored {
-        Some(stored) => stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed),
-        None => false,
-    };
-    if !matches {
+    let signed: i128 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i128::from(b as i8) })
+        .sum();
+    if stored != unsigned && stored != signed {
         return Block::Invalid;
     }
     let Some(size) = number(&block[124..136]) else {
@@ -178,7 +217,8 @@ fn parse_header(block: &[u8; 512]) -> Block {
     };
     let mut type_flag = block[156];
     let mut name = nts(&block[..100]).to_vec();
-    if type_flag == 0 && name.ends_with(b"/") {
+    let old_style_directory = type_flag == 0 && name.ends_with(b"/");
+    if old_style_directory {
         type_flag = b'5';
     }
     if type_flag == b'5' {
@@ -205,6 +245,7 @@ fn parse_header(block: &[u8; 512]) -> Block {
         size,
         link: nts(&block[157..257]).to_vec(),
         sparse_extended: type_flag == b'S' && block[482] != 0,
+        old_style_directory,
     })
 }
 
@@ -263,15 +304,6 @@ fn parse_pax(buf: &[u8], into: &mut Pax, raw: &mut Vec<(Vec<u8>, Vec<u8>)>) -> b
         pos += length;
     }
     true
-}
-
-/// The files of one pass, and what the other passes need from it.
-struct Found {
-    /// Data offset and size of each file member, with every name it has.
-    files: Vec<(u64, u64, Vec<String>)>,
-    links: Vec<Member>,
-    /// Whether readers disagree on where some header starts.
-    divergent: bool,
 }
 
 /// Walks the headers of one tar stream.
@@ -370,7 +402,8 @@ impl<'a, R: Read> Walker<'a, R> {
         Ok(None)
     }
 
-    /// Reads an extension header's data, within the header limit.
+    /// Reads an extension header's data with its padding (CPython reads
+    /// the whole padded block), within the header limit.
     fn extension_data(&mut self, size: u64) -> Result<Vec<u8>, Error> {
         let limit = self.budget.header_limit();
         if size > limit {
@@ -380,12 +413,8 @@ impl<'a, R: Read> Walker<'a, R> {
                 path: self.last.clone(),
             });
         }
-        let mut data = vec![0u8; size as usize];
+        let mut data = vec![0u8; blocks(size) as usize];
         if self.fill(&mut data)? < data.len() {
-            return Err(self.corrupt("truncated extended header".to_owned()));
-        }
-        let end = self.pos + (blocks(size) - size);
-        if !self.skip_to(end)? {
             return Err(self.corrupt("truncated extended header".to_owned()));
         }
         Ok(data)
@@ -422,32 +451,31 @@ impl<'a, R: Read> Walker<'a, R> {
                 Block::Header(header) => header,
             };
             self.seen_header = true;
-            let size = match header.size {
-                Some(size) => size,
-                None => {
-                    let last = self.last.clone();
-                    self.anomaly(AnomalyKind::InvalidNumber, last.as_deref());
-                    0
-                }
-            };
+            if header.size < 0 {
+                let last = self.last.clone();
+                self.anomaly(AnomalyKind::InvalidNumber, last.as_deref());
+            }
+            let size = to_size(header.size);
             match header.type_flag {
                 b'L' | b'K' | b'x' | b'X' | b'g' => {
                     self.budget.count_entry(self.last.as_deref().unwrap_or(""))?;
-                    let data = self.extension_data(size)?;
+                    let padded = self.extension_data(size)?;
+                    // CPython reads the padded block; other readers the size.
+                    let exact = &padded[..size as usize];
                     let extension = match header.type_flag {
                         b'L' => {
-                            let name = nts(&data);
-                            if name.len() < data.len() && data[name.len()..].iter().any(|&b| b != 0) {
+                            let name = nts(&padded);
+                            if name.len() < size as usize && exact[name.len()..].iter().any(|&b| b != 0) {
                                 self.anomaly(AnomalyKind::NameWithNul, Some(&names::readable(name)));
                             }
-                            raw_names.push(name.to_vec());
+                            raw_names.push(nts(exact).to_vec());
                             Extension::LongName(name.to_vec())
                         }
-                        b'K' => Extension::LongLink(nts(&data).to_vec()),
+                        b'K' => Extension::LongLink(nts(&padded).to_vec()),
                         b'g' => {
                             let mut raw = Vec::new();
                             let mut global = std::mem::take(&mut self.global);
-                            if !parse_pax(&data, &mut global, &mut raw) {
+                            if !parse_pax(&padded, &mut global, &mut raw) {
                                 self.anomaly(AnomalyKind::InvalidHeader, None);
                             }
                             self.global = global;
@@ -459,9 +487,10 @@ impl<'a, R: Read> Walker<'a, R> {
                         _ => {
                             let mut local = self.global.clone();
                             let mut raw = Vec::new();
-                            if !parse_pax(&data, &mut local, &mut raw) {
+                            if !parse_pax(&padded, &mut local, &mut raw) {
                                 self.anomaly(AnomalyKind::InvalidHeader, None);
                             }
+                            parse_pax(exact, &mut Pax::default(), &mut raw);
                             raw_names.extend(raw.into_iter().filter(|(k, _)| is_name_key(k)).map(|(_, v)| v));
                             Extension::Pax(local)
                         }
@@ -484,7 +513,7 @@ impl<'a, R: Read> Walker<'a, R> {
         extensions: Vec<Extension>,
         mut raw_names: Vec<Vec<u8>>,
     ) -> Result<Member, Error> {
-        let mut type_flag = header.type_flag;
+        let type_flag = header.type_flag;
         let mut name = header.name.clone();
         let mut link = header.link.clone();
         let mut data_offset = self.pos;
@@ -500,18 +529,23 @@ impl<'a, R: Read> Walker<'a, R> {
             }
             data_offset = self.pos;
         }
+        // Newer CPython keeps a `\0` type after extension headers a file
+        // whatever its name; older ones make it a directory.
+        let follower_file = header.old_style_directory && !extensions.is_empty();
         let python_data = python_has_data(type_flag);
         // CPython: the offset is fixed from the header's size before the
-        // global records are applied.
-        let mut python_size = if python_data { header_size } else { 0 };
-        let mut gnu_size = header_size;
+        // global records are applied; only a local `size` record moves it.
+        let mut python_span = if python_data { header_size } else { 0 };
+        let mut gnu_span = header_size;
+        let mut content = header_size;
         let mut odd_size = false;
         if !self.global.0.is_empty() {
             let global = self.global.clone();
             let mut sizes = SizeRecords::default();
-            apply_pax(&global, &mut name, &mut link, &mut sizes);
+            apply_pax(&global, &mut name, &mut link, &mut sizes)?;
             odd_size |= sizes.odd;
-            if sizes.python.is_some() {
+            if let Some(size) = sizes.content {
+                content = size;
                 self.anomaly(AnomalyKind::GlobalHeader, Some(&names::readable(&name)));
             }
         }
@@ -526,13 +560,16 @@ impl<'a, R: Read> Walker<'a, R> {
                 Extension::LongLink(long) => link = long.clone(),
                 Extension::Pax(pax) => {
                     let mut sizes = SizeRecords::default();
-                    apply_pax(pax, &mut name, &mut link, &mut sizes);
+                    apply_pax(pax, &mut name, &mut link, &mut sizes)?;
                     odd_size |= sizes.odd;
+                    if let Some(size) = sizes.content {
+                        content = size;
+                    }
                     if let Some(size) = sizes.python {
-                        python_size = if python_data { size } else { 0 };
+                        python_span = if python_data { size } else { 0 };
                     }
                     if let Some(size) = sizes.strict {
-                        gnu_size = size;
+                        gnu_span = size;
                     }
                 }
                 Extension::Global => {}
@@ -541,18 +578,20 @@ impl<'a, R: Read> Walker<'a, R> {
         if odd_size {
             self.anomaly(AnomalyKind::InvalidNumber, Some(&names::readable(&name)));
         }
-        if type_flag == 0 && name.ends_with(b"/") {
-            type_flag = b'5';
-        }
-        if python_size != gnu_size {
+        if python_span != gnu_span || follower_file {
             self.divergent = true;
             self.anomaly(AnomalyKind::DivergentLayout, Some(&names::readable(&name)));
         }
-        let size = match self.dialect {
-            Dialect::Python => python_size,
-            Dialect::Gnu => gnu_size,
+        let (span, kind) = match self.dialect {
+            Dialect::Python => (python_span, kind_of(type_flag)),
+            Dialect::Gnu if follower_file => (gnu_span, Kind::File),
+            Dialect::Gnu => (gnu_span, kind_of(type_flag)),
         };
-        self.next_header = data_offset.saturating_add(blocks(size));
+        let content = match (self.dialect, kind) {
+            (Dialect::Python, Kind::File) => content,
+            _ => span,
+        };
+        self.next_header = data_offset.saturating_add(blocks(span));
 
         // Every other name some reader gives it. A header name of 99 or 100
         // bytes that starts the resolved name is no alias: writers store a
@@ -576,28 +615,23 @@ impl<'a, R: Read> Walker<'a, R> {
             self.anomaly(AnomalyKind::ConflictingNames, Some(&name));
         }
         self.last = Some(name.clone());
-        Ok(Member {
-            name,
-            aliases,
-            kind: kind_of(type_flag),
-            link: names::readable(&link),
-            data_offset,
-            size,
-        })
+        Ok(Member { name, aliases, kind, link: names::readable(&link), data_offset, span, content })
     }
 
-    /// Reads the data of `member`, which must be the member last returned.
+    /// Reads the content of `member`, the member last returned, when it
+    /// lies before the next header (see [`Member::inline`]).
     fn read_data(&mut self, member: &Member) -> Result<Vec<u8>, Error> {
+        let len = member.content;
         let mut data = {
-            let mut limited = (&mut self.reader).take(member.size);
-            self.budget.read_file(&mut limited, member.size, self.format, &member.name)?
+            let mut limited = (&mut self.reader).take(len);
+            self.budget.read_file(&mut limited, len, self.format, &member.name)?
         };
         self.pos += data.len() as u64;
-        if (data.len() as u64) < member.size {
+        if (data.len() as u64) < len {
             return Err(Error::Corrupt {
                 format: self.format,
                 path: Some(member.name.clone()),
-                message: format!("truncated entry: {} of {} bytes", data.len(), member.size),
+                message: format!("truncated entry: {} of {len} bytes", data.len()),
             });
         }
         data.shrink_to_fit();
@@ -616,17 +650,27 @@ impl<'a, R: Read> Walker<'a, R> {
 /// How the size records of a PAX header read.
 #[derive(Default)]
 struct SizeRecords {
-    /// What CPython takes (0 for a record `int()` refuses).
+    /// Where CPython puts the next header: a `size` record (0 where
+    /// `int()` refuses it).
     python: Option<u64>,
-    /// What the `tar` crate and GNU tar take: plain digits only.
+    /// Where GNU tar and the `tar` crate put it: a `size` record of plain
+    /// digits.
     strict: Option<u64>,
+    /// What CPython extracts: the last of the `size` and sparse size records.
+    content: Option<u64>,
     /// A record that is not plain digits.
     odd: bool,
 }
 
 /// Applies PAX records to a member as CPython's `_apply_pax_info` does, in
-/// record order.
-fn apply_pax(pax: &Pax, name: &mut Vec<u8>, link: &mut Vec<u8>, sizes: &mut SizeRecords) {
+/// record order. A size with non-ASCII characters is refused: Python reads
+/// Unicode digits, and guessing its value wrong would hide data.
+fn apply_pax(
+    pax: &Pax,
+    name: &mut Vec<u8>,
+    link: &mut Vec<u8>,
+    sizes: &mut SizeRecords,
+) -> Result<(), Error> {
     for (key, value) in &pax.0 {
         match key.as_slice() {
             b"GNU.sparse.name" => *name = value.clone(),
@@ -636,16 +680,30 @@ fn apply_pax(pax: &Pax, name: &mut Vec<u8>, link: &mut Vec<u8>, sizes: &mut Size
             }
             b"linkpath" => *link = value.clone(),
             b"size" | b"GNU.sparse.size" | b"GNU.sparse.realsize" => {
-                sizes.python = Some(python_int(value, 10).flatten().unwrap_or(0));
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    sizes.strict = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-                } else {
-                    sizes.odd = true;
+                if !value.is_ascii() {
+                    return Err(Error::UnsupportedFeature {
+                        format: Format::Tar,
+                        path: Some(names::readable(name)),
+                        message: "PAX size record with non-ASCII characters".to_owned(),
+                    });
+                }
+                let python = to_size(python_int(value, 10).unwrap_or(0));
+                let strict = (!value.is_empty() && value.iter().all(u8::is_ascii_digit))
+                    .then(|| std::str::from_utf8(value).ok()?.parse::<u64>().ok())
+                    .flatten();
+                sizes.odd |= strict.is_none();
+                sizes.content = Some(python);
+                if key == b"size" {
+                    sizes.python = Some(python);
+                    if strict.is_some() {
+                        sizes.strict = strict;
+                    }
                 }
             }
             _ => {}
         }
     }
+    Ok(())
 }
 
 fn is_name_key(key: &[u8]) -> bool {
@@ -654,6 +712,25 @@ fn is_name_key(key: &[u8]) -> bool {
 
 /// Opens the tar stream inside `bytes` of `format`, for one pass.
 pub(crate) type Open<'b> = dyn Fn() -> crate::Stream<'b> + 'b;
+
+/// Bytes of the stream to hand over as a file in a later pass.
+struct Region {
+    offset: u64,
+    len: u64,
+    path: String,
+    aliases: Vec<String>,
+}
+
+/// What one pass found, and what the later passes need from it.
+struct Found {
+    /// Data offset and content length of each file member, with its names.
+    files: Vec<(u64, u64, Vec<String>)>,
+    links: Vec<Member>,
+    /// Files whose content runs past the next header.
+    overlong: Vec<Region>,
+    /// Whether readers disagree on where some header starts.
+    divergent: bool,
+}
 
 /// Reads every member of the tar stream, handing each kept file to `visit`
 /// as soon as it is read (so a caller need not hold them all).
@@ -666,12 +743,16 @@ pub(crate) fn flatten(
     anomalies: &mut Vec<Anomaly>,
 ) -> Result<Skipped, Error> {
     let mut skipped = Skipped::default();
-    let found = main_pass(open, format, budget, keep, visit, anomalies, &mut skipped)?;
+    let mut found = main_pass(open, format, budget, keep, visit, anomalies, &mut skipped)?;
     if found.divergent {
         gnu_pass(open, format, budget, keep, visit, &found)?;
     }
+    let mut regions = std::mem::take(&mut found.overlong);
     if !found.links.is_empty() {
-        link_pass(open, format, budget, keep, visit, anomalies, &found, &mut skipped)?;
+        regions.extend(link_regions(budget, keep, anomalies, &found, &mut skipped)?);
+    }
+    if !regions.is_empty() {
+        fetch(open(), format, budget, regions, visit)?;
     }
     Ok(skipped)
 }
@@ -686,21 +767,24 @@ fn main_pass(
     skipped: &mut Skipped,
 ) -> Result<Found, Error> {
     let mut walker = Walker::new(StreamCounter::new(open(), budget), format, budget, Dialect::Python);
-    let mut found = Found { files: Vec::new(), links: Vec::new(), divergent: false };
+    let mut found = Found { files: Vec::new(), links: Vec::new(), overlong: Vec::new(), divergent: false };
     while let Some(member) = walker.next_member()? {
         budget.count_entry(&member.name)?;
         match member.kind {
             Kind::File => {
                 found.files.push((
                     member.data_offset,
-                    member.size,
+                    member.content,
                     member.names().map(str::to_owned).collect(),
                 ));
-                if member.names().any(keep) {
+                if !member.names().any(keep) {
+                    skipped.filtered += 1;
+                } else if member.inline() {
                     let data = walker.read_data(&member)?;
                     visit(File { path: member.name, aliases: member.aliases, data });
                 } else {
-                    skipped.filtered += 1;
+                    let Member { name, aliases, data_offset, content, .. } = member;
+                    found.overlong.push(Region { offset: data_offset, len: content, path: name, aliases });
                 }
             }
             Kind::Directory => skipped.directories += 1,
@@ -730,11 +814,11 @@ fn gnu_pass(
     visit: &mut dyn FnMut(File),
     found: &Found,
 ) -> Result<(), Error> {
-    let known: HashSet<(u64, u64)> = found.files.iter().map(|(offset, size, _)| (*offset, *size)).collect();
+    let known: HashSet<(u64, u64)> = found.files.iter().map(|(offset, len, _)| (*offset, *len)).collect();
     let mut walker = Walker::new(open(), format, budget, Dialect::Gnu);
     while let Some(member) = walker.next_member()? {
         if member.kind == Kind::File
-            && !known.contains(&(member.data_offset, member.size))
+            && !known.contains(&(member.data_offset, member.content))
             && member.names().any(keep)
         {
             budget.count_entry(&member.name)?;
@@ -771,52 +855,58 @@ fn target_of(link: &Member) -> String {
     }
 }
 
-/// Scans each link under its own name with the content of every file it
-/// resolves to (through other links too): what an installer writes there.
-#[allow(clippy::too_many_arguments)]
-fn link_pass(
-    open: &Open<'_>,
-    format: Format,
+/// The regions to hand over for links: each link under its own name with
+/// the content of every file it resolves to (through other links too),
+/// which is what an installer writes there. Every (link, file) pair counts
+/// as an entry, so a link bomb stops at the entry limit.
+fn link_regions(
     budget: &Budget,
     keep: &dyn Fn(&str) -> bool,
-    visit: &mut dyn FnMut(File),
     anomalies: &mut Vec<Anomaly>,
     found: &Found,
     skipped: &mut Skipped,
-) -> Result<(), Error> {
+) -> Result<Vec<Region>, Error> {
     let mut files_by_name: HashMap<String, Vec<usize>> = HashMap::new();
     for (index, (_, _, names)) in found.files.iter().enumerate() {
         for name in names {
             files_by_name.entry(normalize(name)).or_default().push(index);
         }
     }
-    let mut links_by_name: HashMap<String, Vec<usize>> = HashMap::new();
-    for (index, link) in found.links.iter().enumerate() {
+    // Each link name to the distinct targets links of that name have.
+    let mut targets_by_name: HashMap<String, Vec<String>> = HashMap::new();
+    for link in &found.links {
+        let target = target_of(link);
         for name in link.names() {
-            links_by_name.entry(normalize(name)).or_default().push(index);
+            let targets = targets_by_name.entry(normalize(name)).or_default();
+            if !targets.contains(&target) {
+                targets.push(target.clone());
+            }
         }
     }
-    // Data offset -> the links to emit with that file's content.
-    let mut wanted: BTreeMap<u64, (u64, Vec<usize>)> = BTreeMap::new();
-    for (index, link) in found.links.iter().enumerate() {
-        let mut targets: Vec<usize> = Vec::new();
-        let mut frontier = vec![target_of(link)];
-        let mut visited: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_LINK_HOPS {
-            let mut next = Vec::new();
-            for target in frontier.drain(..) {
-                if !visited.insert(target.clone()) {
-                    continue;
+    let mut resolved: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut regions = Vec::new();
+    for link in &found.links {
+        let start = target_of(link);
+        if !resolved.contains_key(&start) {
+            let mut files: Vec<usize> = Vec::new();
+            let mut visited: HashSet<String> = HashSet::new();
+            let mut frontier = vec![start.clone()];
+            for _ in 0..MAX_LINK_HOPS {
+                let mut next = Vec::new();
+                for name in frontier.drain(..) {
+                    if !visited.insert(name.clone()) {
+                        continue;
+                    }
+                    files.extend(files_by_name.get(&name).into_iter().flatten());
+                    next.extend(targets_by_name.get(&name).into_iter().flatten().cloned());
                 }
-                targets.extend(files_by_name.get(&target).into_iter().flatten());
-                for &other in links_by_name.get(&target).into_iter().flatten() {
-                    next.push(target_of(&found.links[other]));
-                }
+                frontier = next;
             }
-            frontier = next;
+            files.sort_unstable();
+            files.dedup();
+            resolved.insert(start.clone(), files);
         }
-        targets.sort_unstable();
-        targets.dedup();
+        let targets = &resolved[&start];
         let counted = match link.kind {
             Kind::Symlink => &mut skipped.symlinks,
             _ => &mut skipped.hardlinks,
@@ -831,35 +921,69 @@ fn link_pass(
             skipped.filtered += 1;
             continue;
         }
-        for target in targets {
-            let (offset, size, _) = found.files[target];
-            wanted.entry(offset).or_insert_with(|| (size, Vec::new())).1.push(index);
-        }
-    }
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let mut walker = Walker::new(open(), format, budget, Dialect::Python);
-    while let Some(member) = walker.next_member()? {
-        let Some((size, links)) = wanted.get(&member.data_offset) else { continue };
-        if member.kind != Kind::File || member.size != *size {
-            continue;
-        }
-        let data = walker.read_data(&member)?;
-        for &index in links {
-            let link = &found.links[index];
+        for &target in targets {
             budget.count_entry(&link.name)?;
-            // Each copy counts toward the limits: a thousand links to one
-            // big file are a thousand files to scan.
-            let copy = budget.read_file(&mut data.as_slice(), data.len() as u64, format, &link.name)?;
-            visit(File { path: link.name.clone(), aliases: link.aliases.clone(), data: copy });
-        }
-        wanted.remove(&member.data_offset);
-        if wanted.is_empty() {
-            break;
+            let (offset, len, _) = found.files[target];
+            regions.push(Region { offset, len, path: link.name.clone(), aliases: link.aliases.clone() });
         }
     }
-    Ok(())
+    Ok(regions)
+}
+
+/// Hands over each region of the stream as a file, in one pass; regions
+/// may overlap. Each counts toward the limits before it is read.
+fn fetch(
+    mut stream: crate::Stream<'_>,
+    format: Format,
+    budget: &Budget,
+    mut regions: Vec<Region>,
+    visit: &mut dyn FnMut(File),
+) -> Result<(), Error> {
+    regions.sort_by_key(|region| region.offset);
+    let mut waiting = regions.into_iter().peekable();
+    let mut open: Vec<(Region, Vec<u8>)> = Vec::new();
+    let mut buf = vec![0u8; STREAM_BUFFER];
+    let mut pos: u64 = 0;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(budget.io_error(e, format, None)),
+        };
+        let end = pos + n as u64;
+        while let Some(region) = waiting.next_if(|region| region.offset < end || n == 0) {
+            budget.charge(region.len, &region.path)?;
+            let capacity = usize::try_from(region.len).unwrap_or(usize::MAX).min(8 << 20);
+            open.push((region, Vec::with_capacity(capacity)));
+        }
+        for (region, data) in &mut open {
+            let from = region.offset.max(pos);
+            let to = (region.offset + region.len).min(end);
+            if from < to {
+                data.extend_from_slice(&buf[(from - pos) as usize..(to - pos) as usize]);
+            }
+        }
+        let mut index = 0;
+        while index < open.len() {
+            let (region, data) = &open[index];
+            if region.offset + region.len <= end {
+                let (region, data) = open.swap_remove(index);
+                visit(File { path: region.path, aliases: region.aliases, data });
+            } else if n == 0 {
+                return Err(Error::Corrupt {
+                    format,
+                    path: Some(region.path.clone()),
+                    message: format!("truncated entry: {} of {} bytes", data.len(), region.len),
+                });
+            } else {
+                index += 1;
+            }
+        }
+        if n == 0 || (open.is_empty() && waiting.peek().is_none()) {
+            return Ok(());
+        }
+        pos = end;
+    }
 }
 
 #[cfg(test)]
@@ -868,16 +992,21 @@ mod tests {
 
     #[test]
     fn integers_parse_as_python_does() {
-        assert_eq!(python_int(b" 12 ", 10), Some(Some(12)));
-        assert_eq!(python_int(b"1_000", 10), Some(Some(1000)));
-        assert_eq!(python_int(b"0_0", 10), Some(Some(0)));
+        assert_eq!(python_int(b" 12 ", 10), Some(12));
+        assert_eq!(python_int(b"\x0b12\x1f", 10), Some(12));
+        assert_eq!(python_int(b"1_000", 10), Some(1000));
+        assert_eq!(python_int(b"0_0", 10), Some(0));
         assert_eq!(python_int(b"abc", 10), None);
         assert_eq!(python_int(b"1__0", 10), None);
         assert_eq!(python_int(b"_1", 10), None);
-        assert_eq!(python_int(b"-5", 10), Some(None));
-        assert_eq!(python_int(b"0o17", 8), Some(Some(15)));
-        assert_eq!(python_int(b"0000017", 8), Some(Some(15)));
+        assert_eq!(python_int(b"-5", 10), Some(-5));
+        assert_eq!(python_int(b"0o17", 8), Some(15));
+        assert_eq!(python_int(b"0000017", 8), Some(15));
         assert_eq!(python_int(b"8", 8), None);
+        // Python refuses more than 4300 digits in base 10 (leading zeros count).
+        let long = [b"0".repeat(4300), b"1".to_vec()].concat();
+        assert_eq!(python_int(&long, 10), None);
+        assert_eq!(python_int(&long, 8), Some(1));
     }
 
     #[test]
@@ -885,9 +1014,12 @@ mod tests {
         let mut field = [0u8; 12];
         field[0] = 0x80;
         field[11] = 7;
-        assert_eq!(number(&field), Some(Some(7)));
-        assert_eq!(number(b"00000000017\0"), Some(Some(15)));
-        assert_eq!(number(b"\0\0\0\0\0\0\0\0\0\0\0\0"), Some(Some(0)));
+        assert_eq!(number(&field), Some(7));
+        assert_eq!(number(&[0xff; 8]), Some(-1));
+        assert_eq!(number(b"00000000017\0"), Some(15));
+        assert_eq!(number(b"\0\0\0\0\0\0\0\0\0\0\0\0"), Some(0));
+        assert_eq!(number(b"\x0b0000001750"), Some(0o1750));
+        assert_eq!(number(b"-0000370\0"), Some(-0o370));
         assert_eq!(number(b"0000000001x\0"), None);
     }
 

@@ -78,22 +78,88 @@ pub(crate) fn end_record(bytes: &[u8]) -> Option<usize> {
     (found + END_RECORD_LEN <= bytes.len()).then_some(found)
 }
 
-/// Bytes before the archive proper: the end record's position minus the
-/// central directory's size and stated offset (a self-extractor stub whose
-/// offsets are relative to the zip), or the first local header's position
-/// when the offsets already count the stub.
-fn prefix_len(bytes: &[u8]) -> u64 {
-    let Some(end) = end_record(bytes) else { return 0 };
-    let size = u64::from(u32_at(bytes, end + 12));
-    let offset = u64::from(u32_at(bytes, end + 16));
-    (end as u64).saturating_sub(size).saturating_sub(offset)
+/// Where CPython's `zipfile` reads the central directory: start and size,
+/// and the bytes before the archive proper (`concat`, a self-extractor
+/// stub when offsets are relative to the zip).
+struct Directory {
+    start: i128,
+    size: u64,
+    concat: i128,
+}
+
+/// The central directory as CPython finds it: from the end record, or the
+/// ZIP64 record right before it whenever a ZIP64 locator is there.
+fn cpython_directory(bytes: &[u8]) -> Option<Directory> {
+    const LOCATOR_LEN: usize = 20;
+    const ZIP64_RECORD_LEN: usize = 56;
+    let end = end_record(bytes)?;
+    let mut size = u64::from(u32_at(bytes, end + 12));
+    let mut offset = u64::from(u32_at(bytes, end + 16));
+    let mut concat = end as i128 - i128::from(size) - i128::from(offset);
+    let zip64 = end.checked_sub(LOCATOR_LEN + ZIP64_RECORD_LEN).filter(|&record| {
+        bytes[end - LOCATOR_LEN..].starts_with(b"PK\x06\x07") && bytes[record..].starts_with(b"PK\x06\x06")
+    });
+    if let Some(record) = zip64 {
+        let u64_at = |at: usize| {
+            bytes.get(at..at + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        };
+        size = u64_at(record + 40);
+        offset = u64_at(record + 48);
+        concat =
+            end as i128 - i128::from(size) - i128::from(offset) - (LOCATOR_LEN + ZIP64_RECORD_LEN) as i128;
+    }
+    Some(Directory { start: i128::from(offset) + concat, size, concat })
+}
+
+/// Whether bytes that hold another format are a zip to CPython too: an
+/// end record whose central directory starts with a central header (an
+/// empty one counts when it is the whole of what the end record
+/// describes). A stray end-record signature in compressed data is not.
+pub(crate) fn is_zip_too(bytes: &[u8]) -> bool {
+    let Some(directory) = cpython_directory(bytes) else { return false };
+    let Ok(start) = usize::try_from(directory.start) else { return false };
+    if directory.size == 0 {
+        return false;
+    }
+    bytes.get(start..).is_some_and(|rest| rest.starts_with(b"PK\x01\x02"))
+}
+
+/// Refuses an archive whose central directory, as listed, is not the one
+/// CPython reads (a second directory, an entry count that hides entries,
+/// a ZIP64 record only one reader follows).
+fn check_directory(bytes: &[u8], entries: &[(String, Entry)]) -> Result<(), Error> {
+    let Some(directory) = cpython_directory(bytes) else { return Ok(()) };
+    let listed_start = entries.first().map(|(_, e)| i128::from(e.central_header_start()));
+    let listed_end = entries.last().and_then(|(_, e)| {
+        let start = e.central_header_start();
+        let header = slice(bytes, start, CENTRAL_HEADER_LEN)?;
+        let lengths =
+            u64::from(u16_at(header, 28)) + u64::from(u16_at(header, 30)) + u64::from(u16_at(header, 32));
+        Some(i128::from(start + CENTRAL_HEADER_LEN + lengths))
+    });
+    let expected_end = directory.start + i128::from(directory.size);
+    let agrees = match (listed_start, listed_end) {
+        (Some(start), Some(end)) => start == directory.start && end == expected_end,
+        _ => directory.size == 0,
+    };
+    if agrees {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        format: FORMAT,
+        path: None,
+        message: format!(
+            "the central directory Python reads ({} bytes at offset {}) is not the one listed",
+            directory.size, directory.start
+        ),
+    })
 }
 
 /// Lists and checks the archive; decompresses nothing.
 pub(crate) fn plan(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -> Result<Plan, Error> {
     let mut anomalies = Vec::new();
-    let prefix = prefix_len(bytes);
-    if prefix > 0 || !bytes.starts_with(LOCAL_SIGNATURE) && !bytes.starts_with(END_SIGNATURE) {
+    let concat = cpython_directory(bytes).map_or(0, |d| d.concat);
+    if concat != 0 || !bytes.starts_with(LOCAL_SIGNATURE) && !bytes.starts_with(END_SIGNATURE) {
         anomalies.push(Anomaly { kind: AnomalyKind::PrefixedArchive, path: None });
     }
     let mut archive =
@@ -114,6 +180,7 @@ pub(crate) fn plan(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -
         budget.count_entry(&path)?;
         entries.push((path, entry));
     }
+    check_directory(bytes, &entries)?;
     check_layout(bytes, &entries)?;
 
     let mut kept = Vec::new();
@@ -167,15 +234,24 @@ fn entry_names(bytes: &[u8], entry: &Entry, anomalies: &mut Vec<Anomaly>) -> Vec
         anomalies.push(Anomaly { kind: AnomalyKind::NameWithNul, path: Some(stored.clone()) });
     }
     let mut names = vec![stored];
-    if let Some((version, crc, unicode)) = unicode_path(bytes, entry) {
+    // CPython 3.12 takes the last field of version 1 whose CRC matches.
+    let mut primary = None;
+    for (version, crc, unicode) in unicode_paths(bytes, entry) {
         let unicode = names::readable(names::nts(unicode));
-        if !unicode.is_empty() && !names.contains(&unicode) {
-            if version == 1 && crc == libdeflater::crc32(raw) {
-                names.insert(0, unicode);
-            } else {
-                names.push(unicode);
-            }
+        if unicode.is_empty() {
+            continue;
         }
+        if version == 1 && crc == libdeflater::crc32(raw) {
+            primary = Some(unicode.clone());
+        }
+        if !names.contains(&unicode) {
+            names.push(unicode);
+        }
+    }
+    if let Some(primary) = primary {
+        let at = names.iter().position(|name| *name == primary).unwrap_or(0);
+        let primary = names.remove(at);
+        names.insert(0, primary);
     }
     names
 }
@@ -187,23 +263,26 @@ fn central_name<'b>(bytes: &'b [u8], entry: &Entry) -> Option<&'b [u8]> {
     slice(bytes, start + CENTRAL_HEADER_LEN, u64::from(u16_at(header, 28)))
 }
 
-/// The Unicode Path extra field of an entry's central header: version,
-/// name CRC and UTF-8 name.
-fn unicode_path<'b>(bytes: &'b [u8], entry: &Entry) -> Option<(u8, u32, &'b [u8])> {
+/// The Unicode Path extra fields of an entry's central header: version,
+/// name CRC and UTF-8 name of each.
+fn unicode_paths<'b>(bytes: &'b [u8], entry: &Entry) -> Vec<(u8, u32, &'b [u8])> {
+    let mut fields = Vec::new();
     let start = entry.central_header_start();
-    let header = slice(bytes, start, CENTRAL_HEADER_LEN)?;
+    let Some(header) = slice(bytes, start, CENTRAL_HEADER_LEN) else { return fields };
     let name_len = u64::from(u16_at(header, 28));
     let extra_len = u64::from(u16_at(header, 30));
-    let mut extra = slice(bytes, start + CENTRAL_HEADER_LEN + name_len, extra_len)?;
+    let Some(mut extra) = slice(bytes, start + CENTRAL_HEADER_LEN + name_len, extra_len) else {
+        return fields;
+    };
     while extra.len() >= 4 {
         let (id, len) = (u16_at(extra, 0), usize::from(u16_at(extra, 2)));
-        let data = extra.get(4..4 + len)?;
+        let Some(data) = extra.get(4..4 + len) else { break };
         if id == UNICODE_PATH && data.len() >= 5 {
-            return Some((data[0], u32::from_le_bytes([data[1], data[2], data[3], data[4]]), &data[5..]));
+            fields.push((data[0], u32::from_le_bytes([data[1], data[2], data[3], data[4]]), &data[5..]));
         }
         extra = &extra[4 + len..];
     }
-    None
+    fields
 }
 
 /// Decompresses one planned file within the limits.

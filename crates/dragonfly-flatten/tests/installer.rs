@@ -408,3 +408,117 @@ fn gzip_with_trailing_nul_padding_is_read() {
     assert_eq!(find(&flat, "pkg-1.0/setup.py").data, PAYLOAD);
     assert!(has_anomaly(&flat, AnomalyKind::TrailingData));
 }
+
+#[test]
+fn extension_data_runs_on_into_its_padding_as_cpython_reads_it() {
+    // Size 15 covers `pkg-1.0/setup.p`; CPython reads the padded block,
+    // whose next bytes finish the name.
+    let mut tar = Vec::new();
+    tar.extend_from_slice(&header(b"././@LongLink", b'L', 15, b""));
+    let mut block = b"pkg-1.0/setup.py".to_vec();
+    block.resize(512, 0);
+    tar.extend_from_slice(&block);
+    file(&mut tar, b"pkg-1.0/x", PAYLOAD);
+    let flat = read(&end(tar));
+    let setup = find(&flat, "pkg-1.0/setup.py");
+    assert!(setup.aliases.contains(&"pkg-1.0/setup.p".to_owned()), "{:?}", setup.aliases);
+}
+
+#[test]
+fn sparse_size_records_set_the_content_not_the_next_header() {
+    // A real size on `GNU.sparse.realsize` must not make the reader skip
+    // the members that follow.
+    let mut tar = Vec::new();
+    pax(&mut tar, b'x', &[("GNU.sparse.realsize", b"100000")]);
+    file(&mut tar, b"pkg-1.0/sparse.bin", b"stored");
+    file(&mut tar, b"pkg-1.0/setup.py", PAYLOAD);
+    for _ in 0..200 {
+        file(&mut tar, b"pkg-1.0/filler.txt", &[b'f'; 500]);
+    }
+    let flat = read(&end(tar));
+    assert_eq!(find(&flat, "pkg-1.0/setup.py").data, PAYLOAD);
+}
+
+#[test]
+fn a_global_size_makes_the_extracted_file_run_past_the_next_header() {
+    // pip writes 1024 bytes of stream into setup.py, whose header says 0;
+    // CPython then stops at the invalid block after it.
+    let mut tar = Vec::new();
+    pax(&mut tar, b'g', &[("size", b"1024")]);
+    entry(&mut tar, b"pkg-1.0/setup.py", b'0', b"", b"");
+    let mut hidden = PAYLOAD.to_vec();
+    hidden.resize(1024, b' ');
+    tar.extend_from_slice(&hidden);
+    let flat = read(&end(tar));
+    assert_eq!(find(&flat, "pkg-1.0/setup.py").data, hidden);
+    assert!(has_anomaly(&flat, AnomalyKind::GlobalHeader));
+}
+
+#[test]
+fn an_old_style_directory_after_an_extension_header_is_also_a_file() {
+    // Newer CPython keeps a `\0`-type member after a PAX header a file, and
+    // extracts its data; older versions make it a directory.
+    let mut tar = Vec::new();
+    pax(&mut tar, b'x', &[("path", b"pkg-1.0/setup.py")]);
+    entry(&mut tar, b"pkg-1.0/x/", b'\0', PAYLOAD, b"");
+    let flat = read(&end(tar));
+    assert!(flat.files.iter().any(|f| f.data == PAYLOAD), "{:?}", flat.files);
+    assert!(has_anomaly(&flat, AnomalyKind::DivergentLayout));
+}
+
+#[test]
+fn non_ascii_pax_sizes_are_refused() {
+    let mut tar = Vec::new();
+    pax(&mut tar, b'x', &[("size", "５１２".as_bytes())]);
+    file(&mut tar, b"pkg-1.0/x.py", PAYLOAD);
+    let err = flatten(&end(tar), &Limits::default()).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedFeature { .. }), "{err}");
+}
+
+#[test]
+fn a_tar_with_a_zip_after_it_is_scanned_as_both() {
+    let mut tar = Vec::new();
+    file(&mut tar, b"pkg-1.0/README", b"harmless");
+    let mut bytes = gz(&end(tar));
+    let start = bytes.len() as u32;
+    // Offsets counting the gzip stream before the zip, as a zip tool
+    // appending to the file writes them.
+    bytes.extend_from_slice(&raw_zip(&[zip_entry(b"pkg-1.0/setup.py", PAYLOAD)], start));
+    let flat = read(&bytes);
+    assert_eq!(flat.format, Format::TarGz);
+    assert_eq!(find(&flat, "pkg-1.0/README").data, b"harmless");
+    assert_eq!(find(&flat, "pkg-1.0/setup.py").data, PAYLOAD);
+    assert!(has_anomaly(&flat, AnomalyKind::Polyglot));
+}
+
+#[test]
+fn a_zip_whose_readers_would_list_different_directories_is_refused() {
+    // Benign entries and their directory, then a second directory the
+    // first end record does not describe but the last one does, with an
+    // entry count (1) smaller than its entries (2).
+    let benign = raw_zip(&[zip_entry(b"pkg/ok.py", b"ok")], 0);
+    let mut zip = benign.clone();
+    let evil = raw_zip(&[zip_entry(b"pkg/a.py", b"a"), zip_entry(b"pkg/evil.py", PAYLOAD)], zip.len() as u32);
+    zip.extend_from_slice(&evil);
+    let end = zip.len() - 22;
+    zip[end + 8..end + 10].copy_from_slice(&1u16.to_le_bytes());
+    zip[end + 10..end + 12].copy_from_slice(&1u16.to_le_bytes());
+    match flatten(&zip, &Limits::default()) {
+        Err(Error::Corrupt { .. }) => {}
+        Ok(flat) => assert!(flat.files.iter().any(|f| f.data == PAYLOAD), "evil.py hidden: {:?}", flat.files),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[test]
+fn the_last_valid_unicode_path_field_names_the_entry() {
+    let mut entry = zip_entry(b"pkg/readme.txt", PAYLOAD);
+    entry.central_extra = unicode_path(2, 0, b"pkg/decoy.txt");
+    entry.central_extra.extend(unicode_path(1, crc32(b"pkg/readme.txt"), b"pkg/a.txt"));
+    entry.central_extra.extend(unicode_path(1, crc32(b"pkg/readme.txt"), b"pkg/evil.py"));
+    let flat = read(&raw_zip(&[entry], 0));
+    let evil = find(&flat, "pkg/evil.py");
+    for alias in ["pkg/readme.txt", "pkg/decoy.txt", "pkg/a.txt"] {
+        assert!(evil.aliases.contains(&alias.to_owned()), "{:?}", evil.aliases);
+    }
+}
