@@ -90,6 +90,36 @@ fn scan_json_table_and_exit_status() {
 }
 
 #[test]
+fn scan_sees_the_name_pip_installs_and_reports_the_trick() {
+    // `setup.py\0.txt`: pip writes (and runs) setup.py.
+    let dir = tempfile::tempdir().unwrap();
+    let sdist = fixtures::sdist_with_long_name(
+        b"evil-1.0/setup.py\0.txt",
+        "evil-1.0/notes.txt",
+        &install_hook_setup_py(),
+    );
+    let path = dir.path().join("evil-1.0.tar.gz");
+    std::fs::write(&path, sdist).unwrap();
+    let (code, stdout, stderr) = run(bin().args(["scan", "--format", "json", path.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(report[0]["score"].as_i64().unwrap() > 0, "{stdout}");
+    assert_eq!(report[0]["files"][0]["path"], "evil-1.0/setup.py");
+    assert_eq!(report[0]["files"][0]["aliases"][0], "evil-1.0/notes.txt");
+    let kinds: Vec<&str> =
+        report[0]["anomalies"].as_array().unwrap().iter().filter_map(|a| a["kind"].as_str()).collect();
+    assert!(kinds.contains(&"name_with_nul") && kinds.contains(&"conflicting_names"), "{kinds:?}");
+}
+
+#[test]
+fn scan_caps_pipes_and_devices_too() {
+    let (code, stdout, stderr) =
+        run(bin().args(["scan", "--format", "json", "--max-scan-size", "4096", "/dev/zero"]));
+    assert_eq!(code, 2, "{stdout} {stderr}");
+    assert!(stdout.contains("more than --max-scan-size 4096 bytes"), "{stdout}");
+}
+
+#[test]
 fn scan_json_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (evil, _) = write_fixtures(dir.path());

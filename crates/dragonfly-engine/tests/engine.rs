@@ -397,3 +397,34 @@ fn a_production_shaped_rule_set_with_pe_and_shared_private_rules() {
     assert_eq!(report.score(), 10);
     assert_eq!(engine_matches(&report), reference(&rules, &files));
 }
+
+#[test]
+fn a_file_is_scanned_with_the_rules_of_every_name_it_could_be_installed_under() {
+    let source = r#"
+        rule py_exec { meta: weight = 5 filetype = ".py" strings: $a = "exec(" condition: $a }
+        rule txt_url { meta: weight = 1 filetype = ".txt" strings: $a = "exec(" condition: $a }
+        rule any_pyc { meta: weight = 2 strings: $m = { 55 0D 0D 0A } condition: $m at 0 }
+    "#;
+    let engine = Engine::new(Arc::new(RuleSet::compile("t", [("a.yar", source)]).unwrap()));
+    let mut file = dragonfly_flatten::File::new("pkg/notes.txt", b"exec(payload)".to_vec());
+    file.aliases = vec!["pkg/setup.py".into()];
+    let report = engine.scan_files("d", vec![file]);
+    let names: Vec<&str> = report.files[0].matches.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["py_exec", "txt_url"], "rules of both names, each once");
+    assert_eq!(report.files[0].aliases, ["pkg/setup.py"]);
+
+    // Suffixes match regardless of ASCII case: SETUP.PY is setup.py on a
+    // case-insensitive file system.
+    let upper = engine.scan_files("d", vec![dragonfly_flatten::File::new("pkg/SETUP.PY", b"exec(".to_vec())]);
+    assert_eq!(upper.files[0].matches[0].name, "py_exec");
+
+    // Bytecode is a file like any other: the rules decide.
+    let pyc = engine.scan_files(
+        "d",
+        vec![dragonfly_flatten::File::new(
+            "pkg/__pycache__/m.cpython-312.pyc",
+            b"\x55\x0d\x0d\x0a rest".to_vec(),
+        )],
+    );
+    assert_eq!(pyc.files[0].matches[0].name, "any_pyc");
+}

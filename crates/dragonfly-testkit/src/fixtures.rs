@@ -195,6 +195,29 @@ pub fn sdist(name: &str, version: &str, files: &[FixtureFile]) -> Vec<u8> {
     sdist_with_level(name, version, files, Compression::default())
 }
 
+/// A `.tar.gz` whose one file has the stored name `placeholder` and a GNU
+/// long-name header `long_name` before it, byte for byte (a NUL inside is
+/// kept): how installers and scanners name it is the point.
+pub fn sdist_with_long_name(long_name: &[u8], placeholder: &str, data: &[u8]) -> Vec<u8> {
+    let gz = GzBuilder::new().mtime(0).write(Vec::new(), Compression::default());
+    let mut builder = tar::Builder::new(gz);
+    let mut long = tar::Header::new_gnu();
+    long.set_entry_type(tar::EntryType::GNULongName);
+    long.as_gnu_mut().expect("a GNU header").name[..13].copy_from_slice(b"././@LongLink");
+    long.set_size(long_name.len() as u64);
+    long.set_mode(0o644);
+    long.set_cksum();
+    builder.append(&long, long_name).expect("writing to memory cannot fail");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(MTIME);
+    header.set_entry_type(tar::EntryType::Regular);
+    builder.append_data(&mut header, placeholder, data).expect("fixture path fits a tar header");
+    let gz = builder.into_inner().expect("writing a tar archive to memory cannot fail");
+    gz.finish().expect("writing a gzip stream to memory cannot fail")
+}
+
 fn sdist_with_level(name: &str, version: &str, files: &[FixtureFile], level: Compression) -> Vec<u8> {
     let root = format!("{}-{version}", dist_name(name));
     let has = |p: &str| files.iter().any(|f| f.path == p);

@@ -1,7 +1,7 @@
 //! `dragonfly-client scan`: offline scanning of files, directories, URLs and
 //! PyPI releases.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -95,13 +95,8 @@ impl InputScanner<'_> {
         let distribution = if meta.is_dir() {
             self.engine.scan_directory(path)
         } else {
-            anyhow::ensure!(
-                meta.len() <= self.args.max_scan_size,
-                "`{input}` is {} bytes, over --max-scan-size {}",
-                meta.len(),
-                self.args.max_scan_size
-            );
-            let bytes = std::fs::read(path).with_context(|| format!("can not read `{input}`"))?;
+            let bytes = read_capped(path, self.args.max_scan_size)
+                .with_context(|| format!("can not read `{input}`"))?;
             self.engine.scan_archive(input, &bytes)
         };
         Ok((self.package(name, version, vec![distribution]), Vec::new()))
@@ -144,6 +139,16 @@ impl InputScanner<'_> {
         self.client = Some(client.clone());
         Ok(client)
     }
+}
+
+/// Reads at most `max` bytes of `path`: a file, or a pipe or device whose
+/// size is not known before it is read (`/dev/stdin`, `/dev/zero`).
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    anyhow::ensure!(bytes.len() as u64 <= max, "more than --max-scan-size {max} bytes");
+    Ok(bytes)
 }
 
 /// The package index: `--index-url`, else `PIP_INDEX_URL`, else
