@@ -185,6 +185,8 @@ pub fn inspector_url(name: &str, version: &str, download_url: &str, file_path: &
         return None;
     }
     let mut url = format!("https://inspector.pypi.io/project/{}/{}/{path}", segment(name), segment(version));
+    // A file inside a nested archive: the link shows the archive member.
+    let file_path = file_path.split("!/").next().unwrap_or(file_path);
     // A path too long for a useful link leaves the link at the distribution.
     if file_path.len() <= MAX_INSPECTOR_PATH {
         for part in file_path.split('/') {
@@ -297,6 +299,10 @@ mod tests {
         assert_eq!(
             inspector_url("a", "1", "https://h/p/a.whl", "caf\u{e9}/\n.py").as_deref(),
             Some("https://inspector.pypi.io/project/a/1/p/a.whl/caf%C3%A9/%0A.py")
+        );
+        assert_eq!(
+            inspector_url("a", "1", "https://h/p/a.whl", "a/vendor.zip!/b/setup.py").as_deref(),
+            Some("https://inspector.pypi.io/project/a/1/p/a.whl/a/vendor.zip")
         );
         let long = "d/".repeat(4000) + "x.py";
         assert_eq!(

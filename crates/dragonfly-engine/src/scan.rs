@@ -130,32 +130,50 @@ impl Engine {
         let mut order: Vec<usize> = (0..zip.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
         let stop = Stop::new(self.deadline);
-        let scanned: Result<Vec<(usize, u64, FileResult)>, dragonfly_flatten::Error> = order
+        let keep = |path: &str| self.rules.applies_to(path);
+        let scanned: Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> = order
             .into_par_iter()
             .with_max_len(1)
             .filter(|&i| !stop.skip(i, zip.path(i)))
             .map(|i| {
                 let file = zip.extract(i)?;
-                let result = self.scan_file(&file);
-                stop.saw(&result);
-                Ok((i, file.data.len() as u64, result))
+                let mut scanned = Scanned::default();
+                let mut scan = |file: &File| {
+                    let result = self.scan_file(file);
+                    stop.saw(&result);
+                    scanned.files += 1;
+                    scanned.bytes += file.data.len() as u64;
+                    scanned.results.push(result);
+                };
+                if zip.opens_nested(i) {
+                    scanned.anomalies = zip.open_nested(&file, &keep, &mut |inner| scan(&inner))?;
+                }
+                if zip.wanted(i) {
+                    scan(&file);
+                }
+                Ok((i, scanned))
             })
             .collect();
         let mut scanned = match scanned {
             Ok(scanned) => scanned,
             Err(err) => return DistributionReport::failed(source, err),
         };
-        scanned.sort_by_key(|&(i, _, _)| i);
+        scanned.sort_by_key(|(i, _)| *i);
         let mut report = DistributionReport {
             source: source.to_owned(),
             format: Some(Format::Zip),
-            files_scanned: scanned.len() as u64,
+            files_scanned: scanned.iter().map(|(_, s)| s.files).sum(),
             files_skipped: zip.skipped().filtered,
-            bytes_scanned: scanned.iter().map(|&(_, size, _)| size).sum(),
+            bytes_scanned: scanned.iter().map(|(_, s)| s.bytes).sum(),
             anomalies: zip.anomalies().to_vec(),
             ..Default::default()
         };
-        report.add_results(scanned.into_iter().map(|(_, _, result)| result).chain(stop.result()));
+        let mut results = Vec::new();
+        for (_, file) in scanned {
+            report.anomalies.extend(file.anomalies);
+            results.extend(file.results);
+        }
+        report.add_results(results.into_iter().chain(stop.result()));
         report
     }
 
@@ -317,6 +335,16 @@ impl Stop {
         let (_, path) = first?;
         Some(FileResult::Failed(UnscannedFile { path, error: FileError::Stopped { reason, count } }))
     }
+}
+
+/// What became of one member of a large zip (and of the files inside it,
+/// when it is an archive too).
+#[derive(Default)]
+struct Scanned {
+    files: u64,
+    bytes: u64,
+    results: Vec<FileResult>,
+    anomalies: Vec<dragonfly_flatten::Anomaly>,
 }
 
 enum FileResult {

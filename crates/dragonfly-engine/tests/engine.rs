@@ -428,3 +428,28 @@ fn a_file_is_scanned_with_the_rules_of_every_name_it_could_be_installed_under() 
     );
     assert_eq!(pyc.files[0].matches[0].name, "any_pyc");
 }
+
+#[test]
+fn archives_inside_a_large_wheel_are_opened_and_reported_by_inner_path() {
+    let rules = r#"rule py_exec { meta: weight = 5 filetype = ".py" strings: $a = "exec(" condition: $a }"#;
+    let engine = Engine::new(Arc::new(RuleSet::compile("t", [("a.yar", rules)]).unwrap()));
+    let zip = |files: &[(&str, &[u8])]| {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, data) in files {
+            writer.start_file(*name, stored).unwrap();
+            writer.write_all(data).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    };
+    let inner = zip(&[("evil/setup.py", b"exec(payload)")]);
+    // Over a MiB, so that the wheel's files are extracted in parallel.
+    let filler: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let wheel = zip(&[("pkg/vendor.zip", inner.as_slice()), ("pkg/data.bin", filler.as_slice())]);
+    let report = engine.scan_archive("https://h/pkg-1.0-py3-none-any.whl", &wheel);
+    assert!(report.is_complete(), "{report:?}");
+    let paths: Vec<&str> = report.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["pkg/vendor.zip!/evil/setup.py"]);
+    assert!(report.anomalies.iter().any(|a| a.kind == dragonfly_engine::AnomalyKind::NestedArchive));
+}

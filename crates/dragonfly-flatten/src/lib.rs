@@ -77,6 +77,7 @@ mod budget;
 mod detect;
 mod error;
 mod names;
+mod nested;
 mod tarball;
 mod zipfile;
 
@@ -84,6 +85,7 @@ use std::fmt;
 
 pub use detect::detect_format;
 pub use error::{Error, LimitKind};
+pub use nested::{MAX_DEPTH, SEPARATOR, is_archive_name};
 
 /// Produced bytes below which the expansion ratio is not checked (1 MiB), so
 /// that tiny archives of highly compressible text are not refused.
@@ -238,6 +240,12 @@ pub enum AnomalyKind {
     /// A tar that is a zip too (pip unzips anything `zipfile` recognises):
     /// both are scanned.
     Polyglot,
+    /// An archive inside the archive, opened: its files are scanned as
+    /// `outer!/inner/path`.
+    NestedArchive,
+    /// A member named like an archive that does not read as one: scanned
+    /// as a file only.
+    UnreadableNestedArchive,
 }
 
 impl AnomalyKind {
@@ -256,11 +264,13 @@ impl AnomalyKind {
             AnomalyKind::PrefixedArchive => "prefixed_archive",
             AnomalyKind::TrailingData => "trailing_data",
             AnomalyKind::Polyglot => "polyglot",
+            AnomalyKind::NestedArchive => "nested_archive",
+            AnomalyKind::UnreadableNestedArchive => "unreadable_nested_archive",
         }
     }
 
     /// Every kind, in label order of declaration.
-    pub const ALL: [AnomalyKind; 12] = [
+    pub const ALL: [AnomalyKind; 14] = [
         AnomalyKind::NameWithNul,
         AnomalyKind::ConflictingNames,
         AnomalyKind::GlobalHeader,
@@ -273,6 +283,8 @@ impl AnomalyKind {
         AnomalyKind::PrefixedArchive,
         AnomalyKind::TrailingData,
         AnomalyKind::Polyglot,
+        AnomalyKind::NestedArchive,
+        AnomalyKind::UnreadableNestedArchive,
     ];
 
     fn description(self) -> &'static str {
@@ -289,6 +301,8 @@ impl AnomalyKind {
             AnomalyKind::PrefixedArchive => "data before the archive",
             AnomalyKind::TrailingData => "data after the archive",
             AnomalyKind::Polyglot => "a zip inside the tar's bytes, scanned too",
+            AnomalyKind::NestedArchive => "nested archive opened",
+            AnomalyKind::UnreadableNestedArchive => "member named like an archive that does not read as one",
         }
     }
 }
@@ -388,30 +402,7 @@ pub fn flatten_each(
 ) -> Result<Summary, Error> {
     let format = detect_format(bytes)?;
     let budget = budget::Budget::new(limits, bytes.len() as u64);
-    let mut anomalies = Vec::new();
-    let skipped = match format {
-        Format::Zip => {
-            let out = zipfile::flatten(bytes, &budget, keep)?;
-            anomalies = out.anomalies;
-            out.files.into_iter().for_each(&mut *visit);
-            out.skipped
-        }
-        _ => {
-            let open = || Stream::open(bytes, format);
-            let mut skipped = tarball::flatten(&open, format, &budget, keep, visit, &mut anomalies)?;
-            // pip unzips whatever `zipfile.is_zipfile` accepts, whatever its
-            // name: a tar with a zip after it installs the zip.
-            if zipfile::is_zip_too(bytes) {
-                let out = zipfile::flatten(bytes, &budget, keep)?;
-                anomalies.push(Anomaly { kind: AnomalyKind::Polyglot, path: None });
-                anomalies.extend(out.anomalies);
-                skipped.filtered += out.skipped.filtered;
-                skipped.directories += out.skipped.directories;
-                out.files.into_iter().for_each(&mut *visit);
-            }
-            skipped
-        }
-    };
+    let (skipped, anomalies) = nested::flatten_at(bytes, format, &budget, keep, visit, 1)?;
     Ok(Summary { format, skipped, anomalies })
 }
 
@@ -502,6 +493,9 @@ pub struct ZipFiles<'a> {
     bytes: &'a [u8],
     budget: budget::Budget,
     plan: zipfile::Plan,
+    /// Per planned file: whether the caller's `keep` wants it (else it is
+    /// planned only to be opened as a nested archive).
+    wanted: Vec<bool>,
 }
 
 /// Lists the files of the zip `bytes` that pass `keep`, without
@@ -519,8 +513,14 @@ pub fn zip_files<'a>(
         });
     }
     let budget = budget::Budget::new(limits, bytes.len() as u64);
-    let plan = zipfile::plan(bytes, &budget, keep)?;
-    Ok(ZipFiles { bytes, budget, plan })
+    let wants = |name: &str| keep(name) || is_archive_name(name);
+    let plan = zipfile::plan(bytes, &budget, &wants)?;
+    let wanted = plan
+        .kept
+        .iter()
+        .map(|file| keep(&file.path) || file.aliases.iter().any(|alias| keep(alias)))
+        .collect();
+    Ok(ZipFiles { bytes, budget, plan, wanted })
 }
 
 impl ZipFiles<'_> {
@@ -558,6 +558,36 @@ impl ZipFiles<'_> {
     /// Constructs readers disagree on, found while listing.
     pub fn anomalies(&self) -> &[Anomaly] {
         &self.plan.anomalies
+    }
+
+    /// Whether file `index` passed `keep` (else it is listed only because
+    /// its name says it is an archive, to open with [`ZipFiles::open_nested`]).
+    pub fn wanted(&self, index: usize) -> bool {
+        self.wanted[index]
+    }
+
+    /// Whether file `index` is to be opened as a nested archive.
+    pub fn opens_nested(&self, index: usize) -> bool {
+        is_archive_name(&self.plan.kept[index].path)
+    }
+
+    /// Hands the files inside `file` (extracted from this zip), when it is
+    /// an archive, to `visit` as `outer!/inner/path`, within this zip's
+    /// limits; `keep` is asked about those full paths. Returns what was
+    /// found odd; fails only when a limit is crossed.
+    pub fn open_nested(
+        &self,
+        file: &File,
+        keep: &dyn Fn(&str) -> bool,
+        visit: &mut dyn FnMut(File),
+    ) -> Result<Vec<Anomaly>, Error> {
+        let mut nested =
+            nested::Nested { budget: &self.budget, keep, depth: 1, anomalies: Vec::new(), failure: None };
+        nested.open(file, visit);
+        match nested.failure {
+            Some(err) => Err(err),
+            None => Ok(nested.anomalies),
+        }
     }
 
     /// Decompresses file `index` within the limits.

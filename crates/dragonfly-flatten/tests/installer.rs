@@ -522,3 +522,55 @@ fn the_last_valid_unicode_path_field_names_the_entry() {
         assert!(evil.aliases.contains(&alias.to_owned()), "{:?}", evil.aliases);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Nested archives
+
+#[test]
+fn archives_inside_archives_are_opened_to_depth_two() {
+    let innermost = raw_zip(&[zip_entry(b"deep.py", PAYLOAD)], 0);
+    let inner = raw_zip(&[zip_entry(b"pkg/setup.py", PAYLOAD), zip_entry(b"pkg/third.zip", &innermost)], 0);
+    let mut tar = Vec::new();
+    file(&mut tar, b"pkg-1.0/vendor/bundle.whl", &inner);
+    file(&mut tar, b"pkg-1.0/fake.zip", b"not a zip at all");
+    let flat = read(&gz(&end(tar)));
+    assert_eq!(find(&flat, "pkg-1.0/vendor/bundle.whl!/pkg/setup.py").data, PAYLOAD);
+    // The third level is a file, not opened.
+    assert_eq!(find(&flat, "pkg-1.0/vendor/bundle.whl!/pkg/third.zip").data, innermost);
+    assert!(!flat.files.iter().any(|f| f.path.ends_with("deep.py")));
+    // The archive itself is scanned as a file too.
+    assert_eq!(find(&flat, "pkg-1.0/vendor/bundle.whl").data, inner);
+    assert!(has_anomaly(&flat, AnomalyKind::NestedArchive));
+    assert!(
+        flat.anomalies.iter().any(|a| a.kind == AnomalyKind::UnreadableNestedArchive
+            && a.path.as_deref() == Some("pkg-1.0/fake.zip"))
+    );
+
+    // Only what `keep` wants comes out, judged on the full path; the
+    // archive is opened even when no rule wants the archive itself.
+    let py_only = |path: &str| path.ends_with(".py");
+    let flat = dragonfly_flatten::flatten_filtered(
+        &gz(&end({
+            let mut tar = Vec::new();
+            file(&mut tar, b"pkg-1.0/vendor/bundle.whl", &inner);
+            tar
+        })),
+        &Limits::default(),
+        &py_only,
+    )
+    .unwrap();
+    let paths: Vec<&str> = flat.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["pkg-1.0/vendor/bundle.whl!/pkg/setup.py"]);
+}
+
+#[test]
+fn a_bomb_inside_a_nested_archive_counts_toward_the_outer_limits() {
+    let mut inner = Vec::new();
+    file(&mut inner, b"zeros.bin", &vec![0u8; 8 << 20]);
+    let inner = gz(&end(inner));
+    let mut tar = Vec::new();
+    file(&mut tar, b"pkg-1.0/data.tar.gz", &inner);
+    let limits = Limits { max_total_bytes: 4 << 20, max_ratio: u64::MAX, ..Limits::default() };
+    let err = flatten(&gz(&end(tar)), &limits).unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { kind: LimitKind::TotalBytes, .. }), "{err}");
+}
