@@ -512,3 +512,29 @@ fn a_second_signal_exits_at_once_with_128_plus_its_number() {
     let output = node.terminate_with_output();
     assert_eq!(output.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn trace_logs_of_every_target_never_show_the_service_token() {
+    let server = production_server();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::new(
+        bin()
+            .current_dir(dir.path())
+            .env("DRAGONFLY_BASE_URL", server.url())
+            .env("DRAGONFLY_CLIENT_ID", "node-7.access")
+            .env("DRAGONFLY_CLIENT_SECRET", "svc-secret")
+            // What an operator debugging the edge would turn on (the rule
+            // compiler at trace level would only slow the test down).
+            .env("RUST_LOG", "info,dragonfly_api=trace,ureq_proto=trace,ureq_proto::util=trace,ureq=trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let drained = server.wait_drained(Duration::from_secs(120));
+    let output = node.terminate_with_output();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(drained, "{log}");
+    assert!(log.contains("ureq"), "HTTP logging was on: {log}");
+    assert!(!log.contains("svc-secret"), "the service token leaked into the log");
+}
