@@ -17,9 +17,11 @@
 mod corpus;
 mod files;
 mod measure;
+mod memory;
 mod procfs;
 mod report;
 mod rules;
+mod worst;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -67,6 +69,10 @@ struct Args {
     /// the default).
     #[arg(long, value_enum, default_value_t = Downloads::Cdn)]
     downloads: Downloads,
+    /// `DRAGONFLY_MEMORY_LIMIT` of the node runs on the corpus (the
+    /// worst-case queue always runs with 512MiB).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
     /// The JSON report [default: $CARGO_TARGET_DIR/bench/bench.json, else target/bench/bench.json].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -200,7 +206,9 @@ fn run(args: Args) -> Result<()> {
     let server =
         FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
     server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
-    let (jobs, file_server) = queue(&server, corpus_archives(&mut corpus), args.downloads)?;
+    let archives = corpus_archives(&mut corpus);
+    let archives_again = if threads > 1 { archives.clone() } else { Vec::new() };
+    let (jobs, file_server) = queue(&server, archives, args.downloads)?;
     let node_settings = NodeSettingsInfo {
         threads,
         bulk_size: args.bulk_size,
@@ -214,12 +222,54 @@ fn run(args: Args) -> Result<()> {
         max_scan_size: node_settings.max_scan_size,
         timeout: Duration::from_secs(120 + (corpus_info.archive_bytes + engine_1.bytes) / 1_000_000),
         log_path: out_dir.join("node.log"),
+        extra_env: args
+            .memory_limit
+            .iter()
+            .map(|limit| ("DRAGONFLY_MEMORY_LIMIT".to_owned(), limit.clone()))
+            .collect(),
     };
     step(&format!("node end to end, {threads} threads (log: {})", node_options.log_path.display()));
     let node = measure::node_run(&server, &corpus, &node_options)?;
     step("naive baseline");
     let naive = measure::naive_run(&rule_set, &jobs, node_settings.max_scan_size)?;
     drop((server, file_server));
+
+    // The memory section: the corpus again on one thread, then the
+    // worst-case queue under a memory limit.
+    let node_1 = if threads > 1 {
+        step("memory: node end to end, 1 thread");
+        let server =
+            FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+        server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+        let (_, file_server) = queue(&server, archives_again, args.downloads)?;
+        let options =
+            NodeOptions { threads: 1, log_path: out_dir.join("node-1.log"), ..node_options.clone() };
+        let run = measure::node_run(&server, &corpus, &options)?;
+        drop((server, file_server));
+        run
+    } else {
+        node.clone()
+    };
+    let scale = if args.tiny { 32 } else { 1 };
+    step(&format!("memory: worst-case queue (scale 1/{scale}), {WORST_THREADS} threads, {WORST_LIMIT}"));
+    let worst_queue = worst::queue(scale);
+    let worst_info = memory::QueueInfo::of(&worst_queue);
+    let server =
+        FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+    server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+    let (_, file_server) = queue(&server, worst_queue, args.downloads)?;
+    let options = NodeOptions {
+        threads: WORST_THREADS,
+        max_scan_size: dragonfly_orchestrator::DEFAULT_MAX_SCAN_SIZE,
+        timeout: Duration::from_secs(900),
+        log_path: out_dir.join("node-worst.log"),
+        extra_env: vec![("DRAGONFLY_MEMORY_LIMIT".into(), WORST_LIMIT.into())],
+        ..node_options.clone()
+    };
+    let worst_run = measure::node_run(&server, &[], &options)?;
+    drop((server, file_server));
+    let memory =
+        memory::Memory::new(&node_1, &node, threads, worst_info, worst_run, WORST_LIMIT_BYTES, WORST_THREADS);
 
     let ratios = report::ratios(
         corpus.len(),
@@ -253,6 +303,7 @@ fn run(args: Args) -> Result<()> {
         naive,
         ratios,
         agreement,
+        memory,
     };
     println!("{}", report::table(&report));
     let json = serde_json::to_string_pretty(&report)?;
@@ -264,6 +315,12 @@ fn run(args: Args) -> Result<()> {
 
 /// A release's archives: `(name, version, [(file name, bytes)])`.
 type Archives = (String, String, Vec<(String, Vec<u8>)>);
+
+/// The memory limit of the worst-case run: production's container.
+const WORST_LIMIT: &str = "512MiB";
+const WORST_LIMIT_BYTES: u64 = 512 << 20;
+/// Threads of the worst-case run.
+const WORST_THREADS: usize = 2;
 
 /// Takes the archives out of the corpus.
 fn corpus_archives(corpus: &mut [Package]) -> Vec<Archives> {
@@ -347,6 +404,24 @@ fn check(report: &Report, real_corpus: bool) -> Result<()> {
     }
     if !problems.is_empty() && !real_corpus {
         bail!("{} problems on the generated corpus (see the warnings above)", problems.len());
+    }
+    // The worst-case queue is generated whatever the corpus: every job gets
+    // a result, and the node stays below its memory limit.
+    let worst = &report.memory.worst;
+    if worst.results != worst.queue.packages || worst.results_ok != worst.results {
+        bail!(
+            "worst-case queue: {} results ({} answered 200) for {} packages",
+            worst.results,
+            worst.results_ok,
+            worst.queue.packages
+        );
+    }
+    if worst.peak_rss_bytes >= worst.memory_limit_bytes {
+        bail!(
+            "worst-case queue: peak RSS {} bytes is not below the {} byte memory limit",
+            worst.peak_rss_bytes,
+            worst.memory_limit_bytes
+        );
     }
     Ok(())
 }

@@ -215,6 +215,8 @@ pub struct NodeOptions {
     pub timeout: Duration,
     /// Where the node's log goes.
     pub log_path: PathBuf,
+    /// More settings (`DRAGONFLY_MEMORY_LIMIT` for the memory section).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// Step 3: the node binary against the fake server.
@@ -269,6 +271,7 @@ pub fn node_run(server: &FakeServer, corpus: &[Package], options: &NodeOptions) 
         .env("DRAGONFLY_MAX_SCAN_SIZE", options.max_scan_size.to_string())
         .env("DRAGONFLY_LOAD_DURATION", "1")
         .env("DRAGONFLY_SUMMARY_INTERVAL", "3600")
+        .envs(options.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -128,6 +128,8 @@ pub struct Report {
     pub ratios: Ratios,
     /// Cross-checks of the verdicts.
     pub agreement: Agreement,
+    /// Peak memory on the corpus and on the worst-case queue.
+    pub memory: crate::memory::Memory,
 }
 
 /// MB (10^6 bytes) per second.
@@ -337,6 +339,7 @@ pub fn table(report: &Report) -> String {
         a.node_vs_engine.len(),
         a.naive_vs_engine.len()
     );
+    out.push_str(&r.memory.lines());
     out
 }
 

@@ -21,6 +21,10 @@ pub const DEFAULT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 /// Retries of a failed download (transient errors only).
 pub const DEFAULT_DOWNLOAD_RETRIES: u32 = 2;
 
+/// Memory the process itself takes besides downloads and inflated files:
+/// code, compiled rules, one yara-x scanner per thread and group, buffers.
+pub const MEMORY_OVERHEAD: u64 = 64 << 20;
+
 /// The default number of scanning threads: the available parallelism, or 1.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -40,9 +44,12 @@ pub struct NodeSettings {
     pub lease_timeout: Duration,
     /// Largest distribution download, bytes.
     pub max_scan_size: u64,
-    /// The most memory the node may use, bytes (none: no ceiling). The
-    /// distributions held and downloading take at most half of it; a
-    /// download that cannot fit is a failure.
+    /// The most memory the node may use, bytes (none: no ceiling). Each
+    /// scanning thread may hold one inflated file of up to
+    /// `limits.max_file_bytes`, the process and its rules take about
+    /// [`MEMORY_OVERHEAD`]; the distributions held and downloading get what
+    /// is left, between an eighth and a quarter of the limit. A download
+    /// that cannot fit is a failure naming the sizes.
     pub memory_limit: Option<u64>,
     /// Archive limits.
     pub limits: Limits,
@@ -80,15 +87,22 @@ impl Default for NodeSettings {
 
 impl NodeSettings {
     /// Bytes the node's held and in-flight downloads may take: three per
-    /// thread plus one at the largest size, within half the memory limit.
-    pub(crate) fn download_budget(&self) -> u64 {
+    /// thread plus one at the largest size, and under a memory limit what
+    /// is left of it once every thread holds its largest inflated file and
+    /// the process its overhead, between an eighth and a quarter of the
+    /// limit: more held downloads would not make one thread faster, only
+    /// wait longer.
+    pub fn download_budget(&self) -> u64 {
         let by_size = self.max_scan_size.saturating_mul(3 * self.threads as u64 + 1);
-        self.memory_limit.map_or(by_size, |limit| by_size.min(limit / 2))
+        let Some(limit) = self.memory_limit else { return by_size };
+        let inflated = self.limits.max_file_bytes.saturating_mul(self.threads as u64);
+        let left = limit.saturating_sub(inflated).saturating_sub(MEMORY_OVERHEAD);
+        by_size.min(left.clamp(limit / 8, limit / 4))
     }
 
     /// The largest download the node takes: `max_scan_size`, unless the
     /// whole download budget is smaller.
-    pub(crate) fn download_cap(&self) -> u64 {
+    pub fn download_cap(&self) -> u64 {
         self.max_scan_size.min(self.download_budget()).max(1)
     }
 
@@ -136,13 +150,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn downloads_fit_in_half_the_memory_limit() {
+    fn downloads_get_what_inflated_files_and_the_process_leave() {
+        let mib = |n: u64| n << 20;
         let settings = NodeSettings { threads: 1, max_scan_size: 128_000_000, ..NodeSettings::default() };
         assert_eq!(settings.download_budget(), 4 * 128_000_000, "no limit: three per thread plus one");
-        let limited = NodeSettings { memory_limit: Some(448 << 20), ..settings.clone() };
-        assert_eq!(limited.download_budget(), 224 << 20);
-        assert_eq!(limited.download_cap(), 128_000_000);
-        let tight = NodeSettings { memory_limit: Some(100 << 20), ..settings };
-        assert_eq!(tight.download_cap(), 50 << 20, "a download never waits for room it cannot get");
+        // Production: 512 MiB, one thread: 512 - 128 - 64 = 320, at most a
+        // quarter; a distribution of the largest size still fits.
+        let production = NodeSettings { memory_limit: Some(mib(512)), ..settings.clone() };
+        assert_eq!(production.download_budget(), mib(128));
+        assert_eq!(production.download_cap(), 128_000_000);
+        // Two threads: 512 - 2 x 128 - 64 = 192, at most a quarter.
+        let two = NodeSettings { threads: 2, ..production.clone() };
+        assert_eq!(two.download_budget(), mib(128));
+        // A large machine: 8 GiB, 4 threads: 8192 - 512 - 64, a quarter.
+        let large = NodeSettings { threads: 4, memory_limit: Some(mib(8192)), ..settings.clone() };
+        assert_eq!(large.download_budget(), 13 * 128_000_000, "three per thread plus one");
+        let bound = two.limits.max_file_bytes * 2 + MEMORY_OVERHEAD + two.download_budget();
+        assert!(bound <= mib(512), "files, process and downloads fit the limit");
+        // Eight threads at 512 MiB leave nothing: an eighth still downloads.
+        let eight = NodeSettings { threads: 8, ..production };
+        assert_eq!(eight.download_budget(), mib(64));
+        let tight = NodeSettings { memory_limit: Some(mib(100)), ..settings };
+        assert_eq!(tight.download_cap(), mib(100) / 8, "a download never waits for room it cannot get");
     }
 }

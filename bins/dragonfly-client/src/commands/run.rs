@@ -28,16 +28,18 @@ pub fn run(config: Config) -> Result<ExitCode> {
         config.threads,
         client.auth_scheme()
     );
+    let settings = config.node_settings();
     match config.effective_memory_limit() {
         Some((bytes, source)) => log::info!(
-            "memory limit {bytes} bytes (from {source}): downloads take up to half of it, one at most {} bytes",
-            config.max_scan_size.min(bytes / 2)
+            "memory limit {bytes} bytes (from {source}): downloads take up to {} bytes, one at most {} bytes",
+            settings.download_budget(),
+            settings.download_cap()
         ),
         None => {
             log::info!("no memory limit found; downloads bounded by DRAGONFLY_MAX_SCAN_SIZE and the threads")
         }
     }
-    let node = Node::new(client.clone(), config.node_settings());
+    let node = Node::new(client.clone(), settings);
     // Bound before any work starts: a taken address stops the node here.
     let _metrics = match &config.metrics_addr {
         Some(addr) => {
