@@ -508,12 +508,13 @@ fn a_download_that_cannot_fit_in_the_memory_budget_is_a_failure() {
         "1.0",
         vec![Distribution { filename: "huge-1.0.whl".into(), bytes: vec![b'a'; 4096] }],
     );
-    // Half of a 2048-byte memory limit: downloads may take 1024 bytes.
+    // A 2048-byte memory limit leaves nothing once the threads' files and
+    // the process are counted: downloads get the floor, an eighth (256 bytes).
     let tight = NodeSettings { memory_limit: Some(2048), ..settings() };
     let node = RunningNode::start(open_client(&server), tight);
     assert!(server.wait_drained(WAIT), "{:?}", server.stats());
     node.stop();
     let results = server.results();
     let reason = results[0].body["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("download too large: more than 1024 bytes"), "{results:?}");
+    assert!(reason.contains("download too large: more than 256 bytes"), "{results:?}");
 }
