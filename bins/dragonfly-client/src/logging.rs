@@ -41,7 +41,7 @@ pub fn init_with_format(default_filter: &str, format: LogFormat) {
                 text_line(&timestamp, record.level().as_str(), record.target(), &fields, &message)
             }
             LogFormat::Json => {
-                json_line(&timestamp, record.level().as_str(), record.target(), &fields, &message)
+                json_line(&timestamp, record.level().as_str(), record.target(), &fields, cut(&message))
             }
         };
         writeln!(buf, "{line}")
@@ -73,7 +73,18 @@ pub fn redact(text: &str) -> String {
             out = out.replace(secret.as_str(), "***");
         }
     }
-    for marker in ["Bearer ", "bearer ", "CF_Authorization=", "access_token\":\"", "access_token\": \""] {
+    const MARKERS: [&str; 9] = [
+        "Bearer ",
+        "bearer ",
+        "CF_Authorization=",
+        "access_token\":\"",
+        "access_token\": \"",
+        "refresh_token\":\"",
+        "refresh_token\": \"",
+        "id_token\":\"",
+        "id_token\": \"",
+    ];
+    for marker in MARKERS {
         out = mask_after(&out, marker, |c| c.is_ascii_alphanumeric() || "-._~+/=".contains(c));
     }
     mask_userinfo(&out)
@@ -117,6 +128,18 @@ fn mask_userinfo(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `text` cut to at most [`MAX_MESSAGE_BYTES`], at a character boundary.
+fn cut(text: &str) -> &str {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return text;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `text` with control characters escaped, cut after `max` bytes.

@@ -4,7 +4,6 @@
 //! Every value is read from the node's [`Stats`] and the API client at
 //! scrape time; the node never waits for this server.
 
-use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -241,10 +240,12 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Connections held open at once; when full, the one idle longest is
-/// closed for the newcomer, so that idle clients never lock out a probe.
+/// Connections held open at once; when full, the oldest that has sent
+/// nothing is closed for the newcomer, so that idle clients never lock out
+/// a probe.
 const MAX_CONNECTIONS: usize = 64;
-/// How long a connection may take to send its request.
+/// How long a connection may stay open: to send its request and take its
+/// response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head read.
 const MAX_REQUEST_BYTES: usize = 8 << 10;
@@ -273,19 +274,24 @@ pub fn serve(addr: &str, probe: Probe) -> Result<MetricsServer> {
     Ok(MetricsServer { addr: local, stop, thread: Some(thread) })
 }
 
-/// A connection waiting for its whole request.
+/// One open connection: reading its request, then writing its response.
 struct Pending {
     stream: TcpStream,
     opened: Instant,
     head: Vec<u8>,
+    /// The response, once the request is complete, and how much is sent.
+    response: Option<(Vec<u8>, usize)>,
 }
 
+/// New connections taken per pass, so that reading and writing go on under a flood.
+const ACCEPTS_PER_PASS: usize = 16;
+
 fn serve_loop(listener: &TcpListener, probe: &Probe, stop: &AtomicBool) {
-    let mut open: VecDeque<Pending> = VecDeque::new();
+    let mut open: Vec<Pending> = Vec::new();
     let mut last_accept_error: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
-        loop {
+        for _ in 0..ACCEPTS_PER_PASS {
             match listener.accept() {
                 Ok((stream, _)) => {
                     busy = true;
@@ -293,35 +299,58 @@ fn serve_loop(listener: &TcpListener, probe: &Probe, stop: &AtomicBool) {
                         continue;
                     }
                     if open.len() >= MAX_CONNECTIONS {
-                        open.pop_front();
+                        evict(&mut open);
                     }
-                    open.push_back(Pending { stream, opened: Instant::now(), head: Vec::new() });
+                    open.push(Pending { stream, opened: Instant::now(), head: Vec::new(), response: None });
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(err) => {
-                    // Out of file descriptors, most often: close the
-                    // oldest connection and try again later.
+                    // Out of file descriptors: close a connection to make room.
+                    if matches!(err.raw_os_error(), Some(23 | 24)) {
+                        evict(&mut open);
+                    }
                     if last_accept_error.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
                         log::warn!("metrics server can not accept a connection: {err}");
                         last_accept_error = Some(Instant::now());
                     }
-                    open.pop_front();
                     break;
                 }
             }
         }
-        open.retain_mut(|conn| match read_request(conn) {
-            Progress::Waiting => conn.opened.elapsed() < REQUEST_TIMEOUT,
-            Progress::Closed => false,
-            Progress::Complete => {
-                busy = true;
-                answer(probe, conn);
-                false
+        open.retain_mut(|conn| {
+            if conn.opened.elapsed() >= REQUEST_TIMEOUT {
+                return false;
+            }
+            if conn.response.is_none() {
+                match read_request(conn) {
+                    Progress::Waiting => return true,
+                    Progress::Closed => return false,
+                    Progress::Complete => {
+                        busy = true;
+                        conn.response = Some((answer(probe, &conn.head), 0));
+                    }
+                }
+            }
+            match write_response(conn) {
+                Progress::Waiting => true,
+                Progress::Complete | Progress::Closed => {
+                    busy = true;
+                    false
+                }
             }
         });
         if !busy {
             std::thread::sleep(IDLE_PAUSE);
         }
+    }
+}
+
+/// Closes one connection for a newcomer: the oldest that has sent nothing,
+/// else the oldest.
+fn evict(open: &mut Vec<Pending>) {
+    let silent = open.iter().position(|conn| conn.head.is_empty() && conn.response.is_none());
+    if let Some(index) = silent.or(if open.is_empty() { None } else { Some(0) }) {
+        open.remove(index);
     }
 }
 
@@ -349,11 +378,26 @@ fn read_request(conn: &mut Pending) -> Progress {
     }
 }
 
-/// Writes the response to a complete request head, then closes.
-fn answer(probe: &Probe, conn: &mut Pending) {
+/// Sends what the socket takes of the response, never blocking.
+fn write_response(conn: &mut Pending) -> Progress {
+    let Some((response, sent)) = &mut conn.response else { return Progress::Waiting };
+    while *sent < response.len() {
+        match conn.stream.write(&response[*sent..]) {
+            Ok(0) => return Progress::Closed,
+            Ok(n) => *sent += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Progress::Closed,
+        }
+    }
+    Progress::Complete
+}
+
+/// The response to a complete request head.
+fn answer(probe: &Probe, head: &[u8]) -> Vec<u8> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
-    let (status, content_type, body, head_only) = match request.parse(&conn.head) {
+    let (status, content_type, body, head_only) = match request.parse(head) {
         Ok(httparse::Status::Complete(_)) => {
             let method = request.method.unwrap_or_default();
             let (status, content_type, body) = respond(probe, method, request.path.unwrap_or_default());
@@ -376,12 +420,7 @@ fn answer(probe: &Probe, conn: &mut Pending) {
     if !head_only {
         response.extend_from_slice(body.as_bytes());
     }
-    // Small responses; a client too slow to take them is dropped.
-    let _ = conn.stream.set_nonblocking(false);
-    let _ = conn.stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-    if let Err(err) = conn.stream.write_all(&response) {
-        log::debug!("metrics client went away: {err}");
-    }
+    response
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";

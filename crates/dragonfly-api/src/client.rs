@@ -68,10 +68,7 @@ impl Client {
                 agents,
                 max_response_bytes: config.max_response_bytes,
                 auth_hint,
-                destinations: Destinations {
-                    allow_private: config.allow_private_downloads,
-                    via_proxy: config.proxy_from_env && ureq::Proxy::try_from_env().is_some(),
-                },
+                destinations: Destinations { allow_private: config.allow_private_downloads },
                 max_redirects: config.max_redirects,
             }),
         })

@@ -11,9 +11,6 @@ use crate::error::{Error, ErrorKind};
 pub(crate) struct Destinations {
     /// Loopback, private and link-local addresses allowed.
     pub(crate) allow_private: bool,
-    /// Requests go through a proxy, which resolves host names itself:
-    /// only literal addresses and `localhost` can be checked here.
-    pub(crate) via_proxy: bool,
 }
 
 impl Destinations {
@@ -39,15 +36,17 @@ impl Destinations {
         if lower == "localhost" || lower.ends_with(".localhost") {
             return refuse(host.to_owned(), "loopback");
         }
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        // Literal addresses in every form a resolver accepts (`127.1`,
+        // `0x7f.1`, `2130706433`), even when a proxy resolves the rest.
+        if let Some(ip) = host.parse::<IpAddr>().ok().or_else(|| inet_aton(host).map(IpAddr::V4)) {
             return match kind_of(ip) {
                 Some(kind) => refuse(ip.to_string(), kind),
                 None => Ok(()),
             };
         }
-        if self.via_proxy {
-            return Ok(());
-        }
+        // Names are resolved here even behind a proxy (a proxy may be
+        // skipped for `NO_PROXY` hosts). A name that does not resolve here
+        // is left to the proxy.
         let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
         // Unresolvable names are left to the request, which reports them.
         let Ok(addresses) = (host, port).to_socket_addrs() else { return Ok(()) };
@@ -60,11 +59,53 @@ impl Destinations {
     }
 }
 
+/// An IPv4 address written as `inet_aton` reads it: one to four parts,
+/// each decimal, octal (`0` prefix) or hex (`0x`), the last filling the
+/// remaining bytes; a trailing dot allowed.
+fn inet_aton(host: &str) -> Option<Ipv4Addr> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let values: Vec<u64> = parts
+        .iter()
+        .map(|part| {
+            let (digits, radix) = match part.as_bytes() {
+                [b'0', b'x' | b'X', ..] => (&part[2..], 16),
+                [b'0', _, ..] => (&part[1..], 8),
+                _ => (*part, 10),
+            };
+            if digits.is_empty() && radix == 16 {
+                return None;
+            }
+            if digits.is_empty() {
+                return Some(0);
+            }
+            u64::from_str_radix(digits, radix).ok()
+        })
+        .collect::<Option<_>>()?;
+    let (last, first) = values.split_last()?;
+    if first.iter().any(|&v| v > 255) {
+        return None;
+    }
+    let rest_bits = 8 * (4 - first.len() as u32);
+    if rest_bits < 64 && *last >= 1u64 << rest_bits {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &part in first {
+        value = (value << 8) | part;
+    }
+    value = (value << rest_bits) | last;
+    Some(Ipv4Addr::from(u32::try_from(value).ok()?))
+}
+
 /// What kind of non-public address `ip` is, if it is one.
 pub(crate) fn kind_of(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(ip) => kind_of_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped().or_else(|| embedded_v4(ip)) {
             Some(v4) => kind_of_v4(v4),
             None => kind_of_v6(ip),
         },
@@ -81,10 +122,30 @@ fn kind_of_v4(ip: Ipv4Addr) -> Option<&'static str> {
     } else if ip.is_link_local() {
         // 169.254.0.0/16: cloud metadata services live here.
         Some("link-local")
-    } else if ip.is_unspecified() || a == 0 || ip.is_broadcast() || ip.is_multicast() {
+    } else if ip.is_unspecified()
+        || a == 0
+        || a >= 224
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+        || (a == 198 && (b == 18 || b == 19))
+    {
+        // Unspecified, multicast and reserved (240/4, broadcast), IETF
+        // protocol assignments, benchmarking.
         Some("non-routable")
     } else {
         None
+    }
+}
+
+/// The IPv4 address inside an IPv4-compatible (`::a.b.c.d`), NAT64
+/// (`64:ff9b::/96`) or 6to4 (`2002::/16`) address.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0, _, _] if !ip.is_loopback() && !ip.is_unspecified() => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8)),
+        _ => None,
     }
 }
 
@@ -95,7 +156,8 @@ fn kind_of_v6(ip: Ipv6Addr) -> Option<&'static str> {
     } else if first & 0xfe00 == 0xfc00 {
         // Unique local (fd00:ec2::254 is a metadata service).
         Some("private")
-    } else if first & 0xffc0 == 0xfe80 {
+    } else if first & 0xffc0 == 0xfe80 || first & 0xffc0 == 0xfec0 {
+        // Link-local, and the deprecated site-local range.
         Some("link-local")
     } else if ip.is_unspecified() || ip.is_multicast() {
         Some("non-routable")
@@ -129,7 +191,7 @@ mod tests {
     use super::*;
 
     fn refused(url: &str) -> bool {
-        let policy = Destinations { allow_private: false, via_proxy: true };
+        let policy = Destinations { allow_private: false };
         matches!(policy.check(url), Err(e) if e.kind() == ErrorKind::PrivateAddress)
     }
 
@@ -149,6 +211,17 @@ mod tests {
             "http://[fd00:ec2::254]/x",
             "http://[fe80::1]/x",
             "http://[::ffff:127.0.0.1]/x",
+            "http://2130706433/x",
+            "http://0x7f.1/x",
+            "http://127.1/x",
+            "http://017700000001/x",
+            "http://127.0.0.1./x",
+            "http://0251.0376.0251.0376/latest/",
+            "http://[64:ff9b::a9fe:a9fe]/x",
+            "http://[2002:7f00:1::]/x",
+            "http://[::127.0.0.1]/x",
+            "http://[fec0::1]/x",
+            "http://198.18.0.1/x",
         ] {
             assert!(refused(url), "{url}");
         }
@@ -157,11 +230,12 @@ mod tests {
         {
             assert!(!refused(url), "{url}");
         }
-        let allowed = Destinations { allow_private: true, via_proxy: false };
+        let allowed = Destinations { allow_private: true };
         assert!(allowed.check("http://127.0.0.1/x").is_ok());
-        // Without a proxy, names are resolved and checked.
-        let direct = Destinations { allow_private: false, via_proxy: false };
-        assert!(direct.check("http://localhost.:8000/x").is_err());
+        assert!(refused("http://localhost.:8000/x"));
+        assert_eq!(inet_aton("1.2.3.4"), Some(Ipv4Addr::new(1, 2, 3, 4)));
+        assert_eq!(inet_aton("files"), None);
+        assert_eq!(inet_aton("1.2.3.256"), None);
     }
 
     #[test]

@@ -146,7 +146,13 @@ impl Engine {
                     scanned.results.push(result);
                 };
                 if zip.opens_nested(i) {
-                    scanned.anomalies = zip.open_nested(&file, &keep, &mut |inner| scan(&inner))?;
+                    let mut visit = |inner: File| {
+                        // Files inside count one by one against the stop.
+                        if !stop.skip(i, &inner.path) {
+                            scan(&inner);
+                        }
+                    };
+                    scanned.anomalies = zip.open_nested(&file, &keep, &mut visit)?;
                 }
                 if zip.wanted(i) {
                     scan(&file);

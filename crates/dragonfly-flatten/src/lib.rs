@@ -464,16 +464,24 @@ impl std::io::Read for GzipMembers<'_> {
                 if n > 0 || buf.is_empty() {
                     return Ok(n);
                 }
-                self.rest = self.member.take().map_or(&[][..], flate2::bufread::GzDecoder::into_inner);
-                let padding = self.rest.iter().take_while(|&&b| b == 0).count();
+                // One decoder for every member: its state is reused.
+                let mut rest = member.reset(&[][..]);
+                let padding = rest.iter().take_while(|&&b| b == 0).count();
                 if padding > 0 {
                     self.trailing = true;
-                    self.rest = &self.rest[padding..];
+                    rest = &rest[padding..];
                 }
-                if !self.rest.is_empty() && !self.rest.starts_with(b"\x1f\x8b") {
+                if !rest.is_empty() && !rest.starts_with(b"\x1f\x8b") {
                     self.trailing = true;
-                    self.rest = &[];
+                    rest = &[];
                 }
+                if !rest.is_empty() {
+                    member.reset(rest);
+                    continue;
+                }
+                self.member = None;
+                self.rest = &[];
+                return Ok(0);
             }
             if self.rest.is_empty() {
                 return Ok(0);
@@ -594,11 +602,4 @@ impl ZipFiles<'_> {
     pub fn extract(&self, index: usize) -> Result<File, Error> {
         zipfile::extract(self.bytes, &self.budget, &self.plan.kept[index])
     }
-}
-
-/// What a format reader hands back.
-pub(crate) struct Output {
-    pub(crate) files: Vec<File>,
-    pub(crate) skipped: Skipped,
-    pub(crate) anomalies: Vec<Anomaly>,
 }

@@ -36,6 +36,10 @@ pub(crate) fn flatten_at(
     let mut anomalies = Vec::new();
     let mut nested = Nested { budget, keep, depth, anomalies: Vec::new(), failure: None };
     let mut on_file = |file: File| {
+        // A nested archive crossed a limit: the whole distribution fails.
+        if nested.failure.is_some() {
+            return;
+        }
         if opens(&file.path) {
             nested.open(&file, &mut *visit);
         }
@@ -45,10 +49,9 @@ pub(crate) fn flatten_at(
     };
     let skipped = match format {
         Format::Zip => {
-            let out = zipfile::flatten(bytes, budget, &wants)?;
-            anomalies = out.anomalies;
-            out.files.into_iter().for_each(&mut on_file);
-            out.skipped
+            let (skipped, found) = zipfile::flatten(bytes, budget, &wants, &mut on_file)?;
+            anomalies = found;
+            skipped
         }
         _ => {
             let open = || Stream::open(bytes, format);
@@ -56,12 +59,11 @@ pub(crate) fn flatten_at(
             // pip unzips whatever `zipfile.is_zipfile` accepts, whatever its
             // name: a tar with a zip after it installs the zip.
             if zipfile::is_zip_too(bytes) {
-                let out = zipfile::flatten(bytes, budget, &wants)?;
+                let (zip_skipped, found) = zipfile::flatten(bytes, budget, &wants, &mut on_file)?;
                 anomalies.push(Anomaly { kind: AnomalyKind::Polyglot, path: None });
-                anomalies.extend(out.anomalies);
-                skipped.filtered += out.skipped.filtered;
-                skipped.directories += out.skipped.directories;
-                out.files.into_iter().for_each(&mut on_file);
+                anomalies.extend(found);
+                skipped.filtered += zip_skipped.filtered;
+                skipped.directories += zip_skipped.directories;
             }
             skipped
         }

@@ -24,7 +24,7 @@ use zip::unstable::read::ZipIterable;
 use zip::{CompressionMethod, ZipReadOptions};
 
 use crate::budget::Budget;
-use crate::{Anomaly, AnomalyKind, Error, File, Format, Output, Skipped, names};
+use crate::{Anomaly, AnomalyKind, Error, File, Format, Skipped, names};
 
 const FORMAT: Format = Format::Zip;
 const LOCAL_SIGNATURE: &[u8; 4] = b"PK\x03\x04";
@@ -42,12 +42,19 @@ const S_IFDIR: u32 = 0o040000;
 
 type Entry = ZipFileEntry<'static>;
 
-/// Reads every entry of the zip archive `bytes`.
-pub(crate) fn flatten(bytes: &[u8], budget: &Budget, keep: &dyn Fn(&str) -> bool) -> Result<Output, Error> {
+/// Reads every entry of the zip archive `bytes`, handing each kept file to
+/// `visit` as soon as it is out (one at a time in memory).
+pub(crate) fn flatten(
+    bytes: &[u8],
+    budget: &Budget,
+    keep: &dyn Fn(&str) -> bool,
+    visit: &mut dyn FnMut(File),
+) -> Result<(Skipped, Vec<Anomaly>), Error> {
     let plan = plan(bytes, budget, keep)?;
-    let files =
-        (0..plan.kept.len()).map(|i| extract(bytes, budget, &plan.kept[i])).collect::<Result<_, _>>()?;
-    Ok(Output { files, skipped: plan.skipped, anomalies: plan.anomalies })
+    for planned in &plan.kept {
+        visit(extract(bytes, budget, planned)?);
+    }
+    Ok((plan.skipped, plan.anomalies))
 }
 
 /// The files of a zip to decompress, in central-directory order, after

@@ -163,7 +163,7 @@ impl fmt::Display for FailureReason {
                 // problem is cut, and the list stops near the limit.
                 let mut written = 0;
                 for (i, problem) in problems.iter().enumerate() {
-                    let text = bounded(&problem.to_string(), MAX_PROBLEM_CHARS);
+                    let text = bounded(&problem.to_string(), MAX_PROBLEM_BYTES);
                     if i > 0 && written + text.len() > MAX_REASON_BYTES {
                         return write!(f, "; and {} more", problems.len() - i);
                     }
@@ -181,18 +181,20 @@ impl fmt::Display for FailureReason {
 
 /// About the longest failure reason sent upstream, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
-/// Longest text of one problem in a reason, in characters.
-const MAX_PROBLEM_CHARS: usize = 400;
+/// Longest text of one problem in a reason, in bytes once escaped.
+const MAX_PROBLEM_BYTES: usize = 400;
 
-/// `text` with control characters escaped, cut after `max` characters.
+/// `text` with control and bidirectional formatting characters escaped,
+/// cut after about `max` bytes of output.
 fn bounded(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 2));
-    for (count, c) in text.chars().enumerate() {
-        if count == max {
+    let mut out = String::with_capacity(text.len().min(max) + 8);
+    for c in text.chars() {
+        if out.len() >= max {
             out.push_str("...");
             break;
         }
-        if c.is_control() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -284,8 +286,17 @@ mod tests {
         };
         let text = reason(&[&long; 50]).to_string();
         assert!(text.len() <= MAX_REASON_BYTES + 32, "{}", text.len());
+        let bidi = Problem::File {
+            url: "https://h/a.tar.gz".into(),
+            file: UnscannedFile {
+                path: format!("a\u{202e}yp.txt{}", "\u{1}".repeat(1000)),
+                error: FileError::Timeout { seconds: 1 },
+            },
+        };
         assert!(text.ends_with("; and 48 more"), "{}", &text[text.len() - 40..]);
         assert!(!text.contains('\n'));
+        let one = reason(&[&bidi]).to_string();
+        assert!(!one.contains('\u{202e}') && one.len() <= MAX_PROBLEM_BYTES + 16, "{}", one.len());
         let labels: Vec<&str> = FailureKind::ALL.iter().map(|k| k.label()).collect();
         assert_eq!(labels, ["download", "archive", "scan", "no_rules", "no_distributions", "internal"]);
     }
