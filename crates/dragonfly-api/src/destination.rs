@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+
 use crate::error::{Error, ErrorKind};
 
 /// The download destination policy of one client.
@@ -99,6 +101,41 @@ fn inet_aton(host: &str) -> Option<Ipv4Addr> {
     }
     value = (value << rest_bits) | last;
     Some(Ipv4Addr::from(u32::try_from(value).ok()?))
+}
+
+/// The resolver of the download agent when private destinations are not
+/// allowed: it keeps only the public addresses a name resolves to, so that
+/// the address connected to is the one checked (a name answering with a
+/// public address to the check and a private one to the connection gets
+/// nowhere).
+#[derive(Debug, Default)]
+pub(crate) struct PublicOnly(DefaultResolver);
+
+impl Resolver for PublicOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let resolved = self.0.resolve(uri, config, timeout)?;
+        let mut public = self.empty();
+        for address in &resolved {
+            if kind_of(address.ip()).is_none() {
+                public.push(*address);
+            }
+        }
+        if public.len() == 0 {
+            let host = uri.host().unwrap_or_default();
+            return Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "refused to connect: {host} resolves only to loopback, private or link-local addresses"
+                ),
+            )));
+        }
+        Ok(public)
+    }
 }
 
 /// What kind of non-public address `ip` is, if it is one.
@@ -236,6 +273,24 @@ mod tests {
         assert_eq!(inet_aton("1.2.3.4"), Some(Ipv4Addr::new(1, 2, 3, 4)));
         assert_eq!(inet_aton("files"), None);
         assert_eq!(inet_aton("1.2.3.256"), None);
+    }
+
+    #[test]
+    fn the_download_resolver_keeps_only_public_addresses() {
+        let resolve = |url: &str| {
+            let uri: ureq::http::Uri = url.parse().unwrap();
+            let config = ureq::config::Config::default();
+            PublicOnly::default().resolve(&uri, &config, ureq::unversioned::transport::NextTimeout::default())
+        };
+        // What a name answers at connection time is what counts.
+        match resolve("http://localhost:8000/x") {
+            Err(ureq::Error::Io(err)) => {
+                assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}")
+            }
+            other => panic!("loopback was resolved: {other:?}"),
+        }
+        let public = resolve("http://93.184.215.14:80/x").unwrap();
+        assert_eq!(public.len(), 1);
     }
 
     #[test]

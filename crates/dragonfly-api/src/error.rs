@@ -92,6 +92,8 @@ impl Error {
         use ureq::Error as E;
         let kind = match &err {
             E::Timeout(_) => ErrorKind::Timeout,
+            // Only the download resolver refuses with this kind.
+            E::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => ErrorKind::PrivateAddress,
             E::Io(io) => io_kind(io),
             E::BadUri(_) | E::RequireHttpsOnly(_) => ErrorKind::InvalidUrl,
             E::Http(_) => ErrorKind::InvalidInput,

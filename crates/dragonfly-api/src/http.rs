@@ -55,12 +55,17 @@ impl Agents {
             .timeout_global(config.download_timeout)
             .build()
             .new_agent();
-        let download = base()
+        let download_config = base()
             .max_redirects(0)
             .max_redirects_will_error(false)
             .timeout_global(config.download_timeout)
-            .build()
-            .new_agent();
+            .build();
+        let download = if config.allow_private_downloads {
+            download_config.new_agent()
+        } else {
+            let connector = ureq::unversioned::transport::DefaultConnector::new();
+            Agent::with_parts(download_config, connector, crate::destination::PublicOnly::default())
+        };
         Ok(Agents { api, public, download })
     }
 }
