@@ -125,7 +125,7 @@ impl Resolver for PublicOnly {
                 public.push(*address);
             }
         }
-        if public.len() == 0 {
+        if public.is_empty() {
             let host = uri.host().unwrap_or_default();
             return Err(ureq::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
