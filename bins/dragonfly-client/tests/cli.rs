@@ -462,12 +462,13 @@ fn https_trusts_the_platform_store_that_ssl_cert_file_names() {
 }
 
 /// A node with slow downloads, started against `server`.
-fn slow_node(server: &FakeServer, dir: &Path, grace: &str) -> Running {
+/// A node whose one download takes `delay`, once that download started.
+fn slow_node(server: &FakeServer, dir: &Path, grace: &str, delay: Duration) -> Running {
     server.set_rules(
         "r1",
         dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect(),
     );
-    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_secs(4))));
+    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(delay)));
     let files = [FixtureFile { path: "m.py".into(), data: b"x = 1\n".to_vec() }];
     let dist =
         Distribution::new(fixtures::sdist_filename("late", "1.0"), fixtures::sdist("late", "1.0", &files));
@@ -494,7 +495,8 @@ fn slow_node(server: &FakeServer, dir: &Path, grace: &str) -> Running {
 fn a_stop_with_jobs_left_after_the_grace_period_exits_3_naming_them() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let node = slow_node(&server, dir.path(), "1");
+    // The download outlasts the 1 s grace period by far.
+    let node = slow_node(&server, dir.path(), "1", Duration::from_secs(8));
     let output = node.terminate_with_output();
     let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{log}");
@@ -505,10 +507,11 @@ fn a_stop_with_jobs_left_after_the_grace_period_exits_3_naming_them() {
 fn a_second_signal_exits_at_once_with_128_plus_its_number() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let node = slow_node(&server, dir.path(), "60");
+    // The second signal exits at once: a long download costs nothing.
+    let node = slow_node(&server, dir.path(), "60", Duration::from_secs(30));
     node.signal_term();
     // The first signal must be taken before the second arrives.
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(2000));
     let output = node.terminate_with_output();
     assert_eq!(output.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&output.stderr));
 }

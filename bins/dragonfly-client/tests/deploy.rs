@@ -374,8 +374,14 @@ fn a_running_node_serves_metrics_and_health() {
     assert!(server.wait_drained(Duration::from_secs(120)), "not drained: {}", read_log());
     assert_eq!(server.results().len(), 1);
     assert_eq!(server.results()[0].status, 200);
+    // The sender counts the delivery, then gives the job back: wait for both.
     assert!(
-        eventually(|| sample(&http_get(addr, "/metrics").1, "dragonfly_results_delivered_total") == Some(1.0)),
+        eventually(|| {
+            let metrics = http_get(addr, "/metrics").1;
+            sample(&metrics, "dragonfly_results_delivered_total") == Some(1.0)
+                && sample(&metrics, "dragonfly_jobs_held") == Some(0.0)
+                && sample(&metrics, "dragonfly_results_pending") == Some(0.0)
+        }),
         "{}",
         read_log()
     );

@@ -415,11 +415,13 @@ fn one_undeliverable_result_does_not_stop_leasing() {
 fn a_job_leased_again_while_held_is_scanned_and_reported_once() {
     // The lease runs out while the download is slow: the server hands the
     // job out again, and the node, holding it, takes over the new lease.
-    let config = ServerConfig { lease_timeout: Duration::from_secs(2), ..ServerConfig::default() };
+    // Margins of seconds either side: the new lease comes 4 s in, the
+    // download ends at 6 s, the next expiry would be at 8 s.
+    let config = ServerConfig { lease_timeout: Duration::from_secs(4), ..ServerConfig::default() };
     let server = FakeServer::start(config).unwrap();
     server.set_rules("r", bundled_rules());
     server.add_package("slow", "1.0", python_package("slow", "x = 1\n"));
-    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_secs(3))));
+    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_secs(6))));
     let node = RunningNode::start(open_client(&server), settings());
     assert!(server.wait_drained(WAIT), "{:?}", server.stats());
     node.stop();
@@ -438,13 +440,15 @@ fn the_node_leases_one_job_per_thread_until_it_has_measured_one() {
         let name = format!("first{i}");
         server.add_package(&name, "1.0", python_package(&name, "x = 1\n"));
     }
-    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_millis(500))));
+    server.add_fault(Fault::new(Endpoint::Download, FaultAction::Delay(Duration::from_secs(2))));
     let node = RunningNode::start(open_client(&server), NodeSettings { bulk_size: 20, ..settings() });
     let started = Instant::now();
-    while server.stats().leased == 0 && started.elapsed() < WAIT {
+    // The first lease, as soon as it is seen.
+    let mut leased_first = 0;
+    while leased_first == 0 && started.elapsed() < WAIT {
+        leased_first = server.stats().leased;
         std::thread::sleep(Duration::from_millis(5));
     }
-    let leased_first = server.stats().leased;
     assert!(server.wait_drained(WAIT));
     node.stop();
     assert_eq!(leased_first, 2, "one per thread (2), not a bulk of 20");

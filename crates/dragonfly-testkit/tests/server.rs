@@ -196,7 +196,8 @@ fn job_is_dead_lettered_after_max_attempts() {
 
 #[test]
 fn wait_drained_follows_results_and_dead_letters() {
-    let server = short_leases(Duration::from_millis(50), 1);
+    // Long enough for the PUT of "a" to arrive in time on a slow machine.
+    let server = short_leases(Duration::from_secs(1), 1);
     server.add_job("a", "1", vec![]);
     server.add_job("b", "1", vec![]);
     assert!(!server.wait_drained(Duration::from_millis(10)));

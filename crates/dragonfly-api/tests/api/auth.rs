@@ -213,14 +213,14 @@ fn failed_logins_back_off() {
         .expect(1)
         .create();
 
-    let client = client(&server, auth0(&server, password_grant()));
+    let client = patient_client(&server, auth0(&server, password_grant()));
     let first = client.authenticate().unwrap_err();
     assert_eq!(first.kind(), ErrorKind::Auth);
     assert!(!first.is_transient(), "rejected credentials are permanent");
     assert_eq!(first.status(), Some(403));
     assert!(first.to_string().contains("invalid_grant"), "{first}");
     let wait = first.retry_after().expect("backoff delay");
-    assert!(wait <= Duration::from_millis(20));
+    assert!(wait <= Duration::from_millis(500));
 
     // Inside the window: same error, no request to the identity provider.
     let again = client.rules().unwrap_err();
@@ -231,8 +231,8 @@ fn failed_logins_back_off() {
     // After the window: one more attempt, and a longer window.
     thread::sleep(again.retry_after().unwrap() + Duration::from_millis(5));
     let third = client.authenticate().unwrap_err();
-    assert!(third.retry_after().unwrap() <= Duration::from_millis(40));
-    assert!(third.retry_after().unwrap() >= Duration::from_millis(19), "{:?}", third.retry_after());
+    assert!(third.retry_after().unwrap() <= Duration::from_millis(1000));
+    assert!(third.retry_after().unwrap() >= Duration::from_millis(400), "{:?}", third.retry_after());
     assert!(!client.is_authenticated());
 }
 
@@ -262,7 +262,7 @@ fn a_refused_fresh_token_is_not_renewed_in_a_loop() {
     let _rules =
         server.mock("GET", "/rules").with_status(401).with_body(r#"{"detail":"bad audience"}"#).create();
 
-    let client = client(&server, auth0(&server, password_grant()));
+    let client = patient_client(&server, auth0(&server, password_grant()));
     let err = client.rules().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert_eq!(err.status(), Some(401));
@@ -470,7 +470,7 @@ fn no_auth_sends_no_credentials() {
 fn auth_stats_count_logins_and_failures() {
     let mut server = Server::new();
     let failing = server.mock("POST", "/oauth/token").with_status(503).with_body("down").create();
-    let node = client(&server, auth0(&server, password_grant()));
+    let node = patient_client(&server, auth0(&server, password_grant()));
     assert_eq!(node.auth_stats(), AuthStats::default());
     let err = node.authenticate().unwrap_err();
     // Refused inside the backoff window: no attempt, so no new failure.

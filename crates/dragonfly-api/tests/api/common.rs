@@ -31,6 +31,14 @@ pub fn client(server: &ServerGuard, auth: Auth) -> Client {
     Client::new(config(server, auth)).unwrap()
 }
 
+/// A client whose login backoff (250 ms to 5 s) is wide enough for a test
+/// to act inside its window on a slow machine.
+pub fn patient_client(server: &ServerGuard, auth: Auth) -> Client {
+    let mut config = config(server, auth);
+    config.login_backoff = dragonfly_api::Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+    Client::new(config).unwrap()
+}
+
 pub fn auth0(server: &ServerGuard, grant: Grant) -> Auth {
     Auth::Auth0 {
         domain: server.url(),
