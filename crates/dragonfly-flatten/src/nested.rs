@@ -17,8 +17,11 @@ pub const SEPARATOR: &str = "!/";
 pub fn is_archive_name(path: &str) -> bool {
     const SUFFIXES: [&str; 10] =
         [".zip", ".whl", ".egg", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"];
-    let lower = path.to_ascii_lowercase();
-    SUFFIXES.iter().any(|suffix| lower.ends_with(suffix))
+    // Called for every file: compared in place, no lower-cased copy.
+    SUFFIXES.iter().any(|suffix| {
+        path.len() >= suffix.len()
+            && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    })
 }
 
 /// Flattens `bytes` of `format` at nesting `depth`, opening nested
@@ -124,5 +127,18 @@ impl Nested<'_> {
                 .anomalies
                 .push(Anomaly { kind: AnomalyKind::UnreadableNestedArchive, path: Some(file.path.clone()) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_archive_name;
+
+    #[test]
+    fn archive_names_match_any_case() {
+        assert!(is_archive_name("pkg/Vendor.ZIP"));
+        assert!(is_archive_name("data.tar.gz"));
+        assert!(!is_archive_name("setup.py"));
+        assert!(!is_archive_name("gz"));
     }
 }

@@ -349,7 +349,7 @@ fn data_start(bytes: &[u8], header_start: u64) -> Option<u64> {
 /// hides content a streaming extractor would find.
 fn check_empty(bytes: &[u8]) -> Result<(), Error> {
     let clean = bytes.len() >= END_RECORD_LEN
-        && bytes.starts_with(b"PK\x05\x06")
+        && bytes.starts_with(END_SIGNATURE)
         && END_RECORD_LEN + usize::from(u16_at(bytes, 20)) == bytes.len();
     if clean {
         return Ok(());
@@ -419,8 +419,7 @@ fn check_layout(bytes: &[u8], entries: &[(String, Entry)]) -> Result<(), Error> 
         let truncated = || corrupt(index, "header past the end of the archive".into());
         let central_start = entry.central_header_start();
         let central = slice(bytes, central_start, CENTRAL_HEADER_LEN).ok_or_else(truncated)?;
-        let central_name = slice(bytes, central_start + CENTRAL_HEADER_LEN, u64::from(u16_at(central, 28)))
-            .ok_or_else(truncated)?;
+        let central_name = central_name(bytes, entry).ok_or_else(truncated)?;
         let start = entry.header_start();
         let local = slice(bytes, start, LOCAL_HEADER_LEN).ok_or_else(truncated)?;
         let local_name =
