@@ -38,6 +38,8 @@ pub enum Format {
     Table,
     /// One JSON document: a list with one object per input.
     Json,
+    /// A SARIF 2.1.0 log with one run, for code-scanning tools.
+    Sarif,
 }
 
 /// Arguments of `scan`.
@@ -54,7 +56,17 @@ INPUTS:
 Name and version of a file or URL come from the wheel/sdist file-name
 conventions (name-version.tar.gz, name-version-py3-none-any.whl).
 
-EXIT STATUS:
+SUPPRESSIONS (--suppressions FILE, or .dragonfly-suppressions.toml):
+  [[suppress]]
+  rule = \"exec_decoded_payload\"          # rule identifier
+  path = \"mypkg-*/mypkg/_vendor/*.py\"    # glob over the path inside the archive
+  sha256 = \"9f86d08...\"                  # optional: only this exact content
+  reason = \"vendored, reviewed 2026-12\"
+
+A suppressed match is listed as suppressed and does not count toward the
+score. Without sha256 an entry also hides future, different content.
+
+EXIT STATUS (with --baseline: of the new findings only):
   0  every input scanned, every score below --fail-score (when given)
   1  some score is at or above --fail-score
   2  an input could not be scanned completely (missing file, unsupported
@@ -62,11 +74,36 @@ EXIT STATUS:
 
 EXAMPLES:
   dragonfly-client scan dist/mypkg-1.0.tar.gz --fail-score 5
-  dragonfly-client scan --rules ./rules --format json pypi:requests==2.32.3")]
+  dragonfly-client scan --rules ./rules --format json pypi:requests==2.32.3
+  dragonfly-client scan --format sarif dist/*.whl > dragonfly.sarif
+  dragonfly-client scan --baseline pypi:requests==2.31.0..2.32.3 --fail-score 5")]
 pub struct ScanArgs {
     /// Archives, directories, http(s) URLs or pypi:NAME[==VERSION].
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(required_unless_present = "baseline", value_name = "INPUT")]
     pub inputs: Vec<String>,
+
+    /// Report only what is new since OLD (a file, directory, URL or
+    /// pypi: spec): findings whose rule did not match the same content at
+    /// the same place in OLD. `--baseline pypi:NAME==A..B` alone compares
+    /// release B with release A.
+    #[arg(long, value_name = "OLD")]
+    pub baseline: Option<String>,
+
+    /// A TOML file of known false positives to take out of the score
+    /// [default: .dragonfly-suppressions.toml in the working directory, if
+    /// there is one].
+    #[arg(long, value_name = "FILE")]
+    pub suppressions: Option<PathBuf>,
+
+    /// In the table, show where each matched file's first match is, with an
+    /// excerpt.
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Never show the progress bar (it is shown on stderr only when stderr
+    /// is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
 
     /// A .yar/.yara file or a directory of them (default: the bundled rules).
     #[arg(long, value_name = "PATH")]

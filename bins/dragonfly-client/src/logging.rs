@@ -142,15 +142,18 @@ fn cut(text: &str) -> &str {
     &text[..end]
 }
 
-/// `text` with control characters escaped, cut after `max` bytes.
-fn printable(text: &str, max: usize) -> String {
+/// `text` with control characters and bidirectional formatting characters
+/// escaped, cut after `max` bytes.
+pub(crate) fn printable(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max) + 16);
     for (i, c) in text.char_indices() {
         if i >= max {
             out.push_str(&format!("... ({} bytes more)", text.len() - i));
             break;
         }
-        if c.is_control() {
+        if c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        {
             out.extend(c.escape_default());
         } else {
             out.push(c);

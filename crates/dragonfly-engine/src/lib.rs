@@ -47,8 +47,10 @@
 //! thread that scans keeps one reusable yara-x scanner per group of the rule
 //! set it last used; large distributions are scanned file-parallel on rayon.
 
+mod baseline;
 mod cache;
 mod compile;
+mod evidence;
 mod metadata;
 mod naming;
 mod plan;
@@ -56,14 +58,18 @@ mod report;
 mod rules;
 mod scan;
 mod source;
+mod suppress;
 
+pub use baseline::{Baseline, release_place};
 pub use cache::CacheError;
 pub use dragonfly_flatten::{Anomaly, AnomalyKind, File, Format, Limits};
+pub use evidence::{Evidence, MAX_EVIDENCE, escape_bytes};
 pub use metadata::RuleInfo;
 pub use naming::parse_distribution_filename;
 pub use report::{
     DistributionError, DistributionReport, FileError, FileReport, PackageReport, Problem, RuleMatch,
-    StopReason, UnscannedFile,
+    StopReason, SuppressedBy, SuppressedMatch, UnscannedFile,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
-pub use scan::{DEFAULT_TIMEOUT, Engine};
+pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};
+pub use suppress::{Suppression, SuppressionError, Suppressions};

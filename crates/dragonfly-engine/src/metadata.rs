@@ -17,6 +17,8 @@ pub struct RuleInfo {
     /// File-name suffixes the rule applies to (`filetype` metadata); `None`
     /// means every file.
     pub filetypes: Option<Vec<String>>,
+    /// What the rule looks for (`description` metadata), if it says.
+    pub description: Option<String>,
     /// A private rule is never reported: it only serves other rules'
     /// conditions, so it alone never makes a file worth scanning.
     pub private: bool,
@@ -56,6 +58,7 @@ pub(crate) fn read_metadata(
     };
     let mut weight = None;
     let mut filetypes = None;
+    let mut description = None;
     for (key, value) in rule.metadata() {
         match key {
             "weight" => {
@@ -92,6 +95,11 @@ pub(crate) fn read_metadata(
                     filetypes = Some(suffixes);
                 }
             }
+            "description" => {
+                if let MetaValue::String(s) = value {
+                    description = Some(s.to_owned());
+                }
+            }
             _ => {}
         }
     }
@@ -100,6 +108,7 @@ pub(crate) fn read_metadata(
         name,
         weight: weight.unwrap_or(0),
         filetypes,
+        description,
         private: rule.is_private(),
     })
 }

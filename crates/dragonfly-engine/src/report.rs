@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use dragonfly_flatten::{Anomaly, Format};
 
+use crate::evidence::Evidence;
+
 /// One rule that matched a file (after the `filetype` filter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
@@ -19,6 +21,45 @@ pub struct RuleMatch {
     pub source: String,
     /// The rule's weight.
     pub weight: i64,
+    /// Where its patterns matched: the first [`MAX_EVIDENCE`](crate::MAX_EVIDENCE)
+    /// matches by offset (none for a rule whose condition uses no pattern).
+    pub evidence: Vec<Evidence>,
+    /// How many pattern matches there were in all.
+    pub match_count: u64,
+}
+
+/// A match taken out of the score, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressedMatch {
+    /// The match.
+    pub rule: RuleMatch,
+    /// What took it out.
+    pub by: SuppressedBy,
+}
+
+/// What took a match out of the score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SuppressedBy {
+    /// An entry of a [`Suppressions`](crate::Suppressions) list.
+    Entry {
+        /// The entry's place in its list, from 0.
+        index: usize,
+        /// The entry's reason.
+        reason: String,
+    },
+    /// The same rule matched the same content at the same place in the
+    /// [`Baseline`](crate::Baseline).
+    Baseline,
+}
+
+impl fmt::Display for SuppressedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SuppressedBy::Entry { index, reason } => write!(f, "suppression {}: {reason}", index + 1),
+            SuppressedBy::Baseline => f.write_str("in the baseline"),
+        }
+    }
 }
 
 /// A scanned file with at least one matching rule.
@@ -31,10 +72,29 @@ pub struct FileReport {
     pub aliases: Vec<String>,
     /// Size in bytes.
     pub size: u64,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
     /// Sum of the weights of the matched rules.
     pub score: i64,
-    /// Matched rules, in rule-set order.
+    /// Matched rules that count, in rule-set order.
     pub matches: Vec<RuleMatch>,
+    /// Matched rules taken out of the score (suppressions, a baseline).
+    pub suppressed: Vec<SuppressedMatch>,
+}
+
+impl FileReport {
+    /// Moves the matches for which `by` says why into
+    /// [`suppressed`](Self::suppressed) and updates the score.
+    pub fn suppress(&mut self, mut by: impl FnMut(&FileReport, &RuleMatch) -> Option<SuppressedBy>) {
+        let matches = std::mem::take(&mut self.matches);
+        for rule in matches {
+            match by(self, &rule) {
+                Some(by) => self.suppressed.push(SuppressedMatch { rule, by }),
+                None => self.matches.push(rule),
+            }
+        }
+        self.score = self.matches.iter().map(|m| m.weight).sum();
+    }
 }
 
 /// Why one file could not be scanned.
@@ -157,11 +217,14 @@ impl DistributionReport {
             .sum()
     }
 
-    /// The highest-scoring file (the first one on ties).
+    /// The highest-scoring file with a match that counts (the first one on
+    /// ties).
     pub fn most_malicious_file(&self) -> Option<&FileReport> {
-        self.files.iter().fold(None, |best: Option<&FileReport>, f| match best {
-            Some(b) if b.score >= f.score => Some(b),
-            _ => Some(f),
+        self.files.iter().filter(|f| !f.matches.is_empty()).fold(None, |best: Option<&FileReport>, f| {
+            match best {
+                Some(b) if b.score >= f.score => Some(b),
+                _ => Some(f),
+            }
         })
     }
 
@@ -267,12 +330,20 @@ mod tests {
     use super::*;
 
     fn m(name: &str, weight: i64) -> RuleMatch {
-        RuleMatch { name: name.into(), source: "a.yar".into(), weight }
+        RuleMatch { name: name.into(), source: "a.yar".into(), weight, evidence: Vec::new(), match_count: 1 }
     }
 
     fn file(path: &str, matches: Vec<RuleMatch>) -> FileReport {
         let score = matches.iter().map(|m| m.weight).sum();
-        FileReport { path: path.into(), aliases: Vec::new(), size: 10, score, matches }
+        FileReport {
+            path: path.into(),
+            aliases: Vec::new(),
+            size: 10,
+            sha256: String::new(),
+            score,
+            matches,
+            suppressed: Vec::new(),
+        }
     }
 
     fn dist(source: &str, files: Vec<FileReport>) -> DistributionReport {
@@ -324,6 +395,27 @@ mod tests {
             Some(Problem::Distribution { error: DistributionError::Archive(_), .. })
         ));
         assert!(release(vec![dist("https://h/a.whl", vec![])]).is_complete());
+    }
+
+    #[test]
+    fn suppressed_matches_leave_the_score() {
+        let mut one = dist(
+            "https://h/one.whl",
+            vec![file("a.py", vec![m("a", 5), m("b", 2)]), file("b.py", vec![m("a", 5)])],
+        );
+        for f in &mut one.files {
+            f.suppress(|f, rule| (f.path == "a.py" || rule.name == "b").then_some(SuppressedBy::Baseline));
+        }
+        assert_eq!((one.files[0].score, one.files[0].suppressed.len()), (0, 2));
+        assert_eq!(one.score(), 5);
+        // A file whose every match is suppressed is never the one to inspect.
+        assert_eq!(one.most_malicious_file().map(|f| f.path.as_str()), Some("b.py"));
+        let package = release(vec![one]);
+        assert_eq!(package.rules_matched(), ["a"]);
+        assert_eq!(
+            SuppressedBy::Entry { index: 0, reason: "vendored".into() }.to_string(),
+            "suppression 1: vendored"
+        );
     }
 
     #[test]

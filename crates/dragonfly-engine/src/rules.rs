@@ -335,7 +335,7 @@ mod tests {
     fn reads_weight_and_filetype() {
         let rules = compile(&[(
             "a.yar",
-            r#"rule a { meta: weight = 3 filetype = ".py setup.py" condition: true }
+            r#"rule a { meta: weight = 3 filetype = ".py setup.py" description = "runs code" condition: true }
                rule b { condition: true }"#,
         )])
         .unwrap();
@@ -347,6 +347,7 @@ mod tests {
                     name: "a".into(),
                     weight: 3,
                     filetypes: Some(vec![".py".into(), "setup.py".into()]),
+                    description: Some("runs code".into()),
                     private: false,
                 },
                 RuleInfo {
@@ -354,6 +355,7 @@ mod tests {
                     name: "b".into(),
                     weight: 0,
                     filetypes: None,
+                    description: None,
                     private: false
                 },
             ]

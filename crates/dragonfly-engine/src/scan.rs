@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use dragonfly_flatten::{File, Format, LimitKind, Limits, ZipFiles};
 use rayon::prelude::*;
 
+use crate::evidence;
 use crate::plan::GroupId;
 use crate::report::{
     DistributionError, DistributionReport, FileError, FileReport, RuleMatch, StopReason, UnscannedFile,
@@ -33,12 +34,42 @@ pub struct Engine {
     limits: Limits,
     timeout: Duration,
     deadline: Option<Instant>,
+    on_file: Option<FileObserver>,
+}
+
+/// Told of each file once it is scanned, with its size in bytes; called
+/// from whichever thread scanned it.
+#[derive(Clone)]
+pub struct FileObserver(Arc<dyn Fn(u64) + Send + Sync>);
+
+impl FileObserver {
+    /// An observer that calls `f`.
+    pub fn new(f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        FileObserver(Arc::new(f))
+    }
+
+    /// Tells of one scanned file of `bytes` bytes.
+    pub fn notify(&self, bytes: u64) {
+        (self.0)(bytes)
+    }
+}
+
+impl std::fmt::Debug for FileObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileObserver")
+    }
 }
 
 impl Engine {
     /// An engine with default limits and a 10 s per-file timeout.
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        Engine { rules, limits: Limits::default(), timeout: DEFAULT_TIMEOUT, deadline: None }
+        Engine { rules, limits: Limits::default(), timeout: DEFAULT_TIMEOUT, deadline: None, on_file: None }
+    }
+
+    /// Sets what is told of each scanned file (a progress display).
+    pub fn with_file_observer(mut self, observer: Option<FileObserver>) -> Self {
+        self.on_file = observer;
+        self
     }
 
     /// Sets a deadline after which no further file is started: the rest of
@@ -237,6 +268,14 @@ impl Engine {
     /// Scans one file with the rules of each of its names' groups; a match
     /// counts when its rule applies to any of the names.
     fn scan_file(&self, file: &File) -> FileResult {
+        let result = self.scan_file_groups(file);
+        if let Some(observer) = &self.on_file {
+            observer.notify(file.data.len() as u64);
+        }
+        result
+    }
+
+    fn scan_file_groups(&self, file: &File) -> FileResult {
         let mut groups: Vec<GroupId> = file.names().map(|name| self.rules.group_for(name)).collect();
         groups.sort_unstable();
         groups.dedup();
@@ -246,12 +285,17 @@ impl Engine {
                 scanner.scan(&file.data).map(|results| {
                     results
                         .matching_rules()
-                        .filter_map(|rule| rules.lookup(rule.identifier()))
-                        .filter(|info| file.names().any(|name| info.applies_to(name)))
-                        .map(|info| RuleMatch {
-                            name: info.name.clone(),
-                            source: info.source.clone(),
-                            weight: info.weight,
+                        .filter_map(|rule| Some((rules.lookup(rule.identifier())?, rule)))
+                        .filter(|(info, _)| file.names().any(|name| info.applies_to(name)))
+                        .map(|(info, rule)| {
+                            let (evidence, match_count) = evidence::collect(&rule, &file.data);
+                            RuleMatch {
+                                name: info.name.clone(),
+                                source: info.source.clone(),
+                                weight: info.weight,
+                                evidence,
+                                match_count,
+                            }
                         })
                         .collect::<Vec<_>>()
                 })
@@ -279,10 +323,24 @@ impl Engine {
             path: file.path.clone(),
             aliases: file.aliases.clone(),
             size: file.data.len() as u64,
+            sha256: sha256_hex(&file.data),
             score: matches.iter().map(|m| m.weight).sum(),
             matches,
+            suppressed: Vec::new(),
         })
     }
+}
+
+/// SHA-256 of `data`, lower-case hex.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// When a distribution's scan stops early: at its deadline, or after its

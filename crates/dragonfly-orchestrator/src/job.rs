@@ -130,6 +130,22 @@ pub(crate) fn hand_over(
                 report.rules_matched().join(", "),
                 report.rule_hash
             );
+            if let Some((dist, file)) = report.most_malicious_file()
+                && let Some(rule) = file.matches.first()
+            {
+                // Evidence stays on the node: the server gets the score only.
+                match rule.evidence.first() {
+                    Some(at) => log::debug!(
+                        package, version;
+                        "top match: rule {} {} in {} `{}` at line {} column {}: {}",
+                        rule.name, at.pattern, dist.source, file.path, at.line, at.column, at.excerpt
+                    ),
+                    None => log::debug!(
+                        package, version;
+                        "top match: rule {} in {} `{}`", rule.name, dist.source, file.path
+                    ),
+                }
+            }
         }
         Err(reason) => {
             stats.job_failed(reason.kind());

@@ -54,14 +54,22 @@ mod tests {
     fn file(path: &str, rules: &[(&str, i64)]) -> FileReport {
         let matches: Vec<RuleMatch> = rules
             .iter()
-            .map(|&(name, weight)| RuleMatch { name: name.into(), source: "a.yar".into(), weight })
+            .map(|&(name, weight)| RuleMatch {
+                name: name.into(),
+                source: "a.yar".into(),
+                weight,
+                evidence: Vec::new(),
+                match_count: 1,
+            })
             .collect();
         FileReport {
             path: path.into(),
             aliases: Vec::new(),
             size: 10,
+            sha256: String::new(),
             score: matches.iter().map(|m| m.weight).sum(),
             matches,
+            suppressed: Vec::new(),
         }
     }
 

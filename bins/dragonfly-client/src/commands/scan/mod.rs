@@ -9,10 +9,23 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use dragonfly_api::{Auth, Client, ClientConfig, pypi};
-use dragonfly_engine::{DistributionReport, Engine, PackageReport, RuleSet, parse_distribution_filename};
+use dragonfly_engine::{
+    Baseline, DistributionReport, Engine, Evidence, PackageReport, RuleMatch, RuleSet, SuppressedBy,
+    SuppressedMatch, Suppressions, parse_distribution_filename,
+};
 use serde::Serialize;
 
 use crate::cli::{Format, ScanArgs};
+use crate::logging::printable;
+
+mod progress;
+mod sarif;
+
+use progress::Progress;
+
+/// Suppressions read from the working directory when `--suppressions` is
+/// not given.
+const DEFAULT_SUPPRESSIONS: &str = ".dragonfly-suppressions.toml";
 
 /// Runs `scan` and returns the exit status (0 clean, 1 over --fail-score,
 /// 2 errors).
@@ -26,9 +39,20 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         // Fails only if a pool was already built; the default one is then kept.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     }
-    let engine = Engine::new(Arc::new(rules)).with_timeout(Duration::from_secs(args.timeout));
-    let mut scanner = InputScanner { engine, args: &args, client: None };
-    let results: Vec<InputResult> = args.inputs.iter().map(|input| scanner.scan(input)).collect();
+    let suppressions = load_suppressions(args.suppressions.as_deref())?;
+    let (old, inputs) = baseline_inputs(args.baseline.as_deref(), &args.inputs)?;
+    let progress = Progress::new(!args.no_progress, inputs.len() + usize::from(old.is_some()));
+    let engine = Engine::new(Arc::new(rules))
+        .with_timeout(Duration::from_secs(args.timeout))
+        .with_file_observer(progress.observer());
+    let mut scanner = InputScanner { engine, args: &args, client: None, progress: &progress };
+    let baseline = match &old {
+        Some(old) => Some(scanner.baseline(old)?),
+        None => None,
+    };
+    let results: Vec<InputResult> =
+        inputs.iter().map(|input| scanner.scan(input, &suppressions, baseline.as_ref())).collect();
+    progress.finish();
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -37,10 +61,67 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &results)?;
             writeln!(out)?;
         }
-        Format::Table => write_table(&mut out, &results)?,
+        Format::Sarif => {
+            serde_json::to_writer_pretty(&mut out, &sarif::log(&results, scanner.engine.rules()))?;
+            writeln!(out)?;
+        }
+        Format::Table => write_table(&mut out, &results, args.explain)?,
     }
     out.flush()?;
     Ok(ExitCode::from(exit_status(&results, args.fail_score)))
+}
+
+/// The suppression list: `--suppressions FILE`, else
+/// `.dragonfly-suppressions.toml` when the working directory has one.
+/// Entries not pinned to a content hash are warned about on stderr.
+fn load_suppressions(given: Option<&Path>) -> Result<Suppressions> {
+    let path = match given {
+        Some(path) => path,
+        None if Path::new(DEFAULT_SUPPRESSIONS).is_file() => Path::new(DEFAULT_SUPPRESSIONS),
+        None => return Ok(Suppressions::default()),
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("can not read the suppressions `{}`", path.display()))?;
+    let list = Suppressions::parse(&text)
+        .with_context(|| format!("can not read the suppressions `{}`", path.display()))?;
+    for (i, entry) in list.entries().iter().enumerate().filter(|(_, e)| e.sha256.is_none()) {
+        eprintln!(
+            "warning: {}: suppression {} (rule {}, path {}) has no sha256: it also hides future, \
+             different content at that path",
+            path.display(),
+            i + 1,
+            entry.rule,
+            entry.path
+        );
+    }
+    Ok(list)
+}
+
+/// The baseline input and the inputs to compare with it:
+/// `--baseline pypi:NAME==A..B` alone stands for `--baseline pypi:NAME==A
+/// pypi:NAME==B`.
+fn baseline_inputs(baseline: Option<&str>, inputs: &[String]) -> Result<(Option<String>, Vec<String>)> {
+    let Some(old) = baseline else {
+        return Ok((None, inputs.to_vec()));
+    };
+    let range = old
+        .strip_prefix("pypi:")
+        .and_then(|spec| spec.split_once("=="))
+        .and_then(|(name, versions)| Some((name, versions.split_once("..")?)));
+    match range {
+        Some((name, (from, to))) => {
+            anyhow::ensure!(inputs.is_empty(), "--baseline {old} names both releases; give no other input");
+            anyhow::ensure!(
+                !from.is_empty() && !to.is_empty(),
+                "--baseline {old}: expected pypi:NAME==OLD..NEW"
+            );
+            Ok((Some(format!("pypi:{name}=={from}")), vec![format!("pypi:{name}=={to}")]))
+        }
+        None => {
+            anyhow::ensure!(!inputs.is_empty(), "--baseline {old}: name the input to compare with it");
+            Ok((Some(old.to_owned()), inputs.to_vec()))
+        }
+    }
 }
 
 fn exit_status(results: &[InputResult], fail_score: Option<i64>) -> u8 {
@@ -57,14 +138,52 @@ struct InputScanner<'a> {
     engine: Engine,
     args: &'a ScanArgs,
     client: Option<Client>,
+    progress: &'a Progress,
 }
 
 impl InputScanner<'_> {
-    fn scan(&mut self, input: &str) -> InputResult {
+    /// Scans `input`, takes suppressed and baseline findings out of its
+    /// score, and gives its result.
+    fn scan(&mut self, input: &str, suppressions: &Suppressions, baseline: Option<&Known>) -> InputResult {
+        self.progress.start(input);
         match self.scan_input(input) {
-            Ok((report, download_errors)) => InputResult::from_report(input, &report, download_errors),
+            Ok((mut report, download_errors)) => {
+                let suppressed = suppressions.apply(&mut report);
+                let known = baseline.map(|known| (known, known.findings.apply(&mut report)));
+                let mut result = InputResult::from_report(input, &report, download_errors);
+                result.suppressed = suppressed;
+                result.baseline = known.map(|(known, count)| BaselineRow {
+                    input: known.input.clone(),
+                    name: known.name.clone(),
+                    version: known.version.clone(),
+                    known_findings: count,
+                });
+                result
+            }
             Err(err) => InputResult::error(input, format!("{err:#}")),
         }
+    }
+
+    /// Scans the baseline input; it must scan completely, or what is new
+    /// would be guessed.
+    fn baseline(&mut self, input: &str) -> Result<Known> {
+        self.progress.start(input);
+        let (report, download_errors) =
+            self.scan_input(input).with_context(|| format!("can not scan the baseline {input}"))?;
+        let mut problems: Vec<String> = download_errors;
+        problems.extend(report.problems().map(|p| p.to_string()));
+        if report.distributions.is_empty() && problems.is_empty() {
+            problems.push("it has no distributions to scan".to_owned());
+        }
+        if !problems.is_empty() {
+            anyhow::bail!("can not scan the baseline {input} completely: {}", problems.join("; "));
+        }
+        Ok(Known {
+            input: input.to_owned(),
+            name: report.name.clone(),
+            version: report.version.clone(),
+            findings: Baseline::new(&report),
+        })
     }
 
     /// The report of one input, and the downloads that failed.
@@ -76,16 +195,17 @@ impl InputScanner<'_> {
             let index = index_url(self.args.index_url.as_deref());
             let release = pypi::resolve(&client, &index, &name, version.as_deref())
                 .with_context(|| format!("can not look up {spec} on {index}"))?;
-            let downloads = release
-                .files
-                .iter()
-                .map(|file| (file.url.as_str(), pypi::download(&client, file, self.args.max_scan_size)));
+            let downloads = release.files.iter().map(|file| {
+                self.progress.downloading(&file.url);
+                (file.url.as_str(), pypi::download(&client, file, self.args.max_scan_size))
+            });
             let (distributions, errors) = self.scan_downloads(downloads);
             return Ok((self.package(release.name, release.version, distributions), errors));
         }
         let (name, version) = name_and_version(input);
         if input.starts_with("http://") || input.starts_with("https://") {
             let client = self.client()?;
+            self.progress.downloading(input);
             let downloads = [(input, client.download(input, self.args.max_scan_size))];
             let (distributions, errors) = self.scan_downloads(downloads);
             return Ok((self.package(name, version, distributions), errors));
@@ -177,6 +297,14 @@ fn name_and_version(input: &str) -> (String, String) {
     (last.to_owned(), String::new())
 }
 
+/// The baseline a scan is compared with.
+struct Known {
+    input: String,
+    name: String,
+    version: String,
+    findings: Baseline,
+}
+
 /// One input in the `--format json` output: the `PUT /package` success
 /// fields plus per-file details and errors.
 #[derive(Debug, Serialize)]
@@ -196,21 +324,42 @@ struct InputResult {
     errors: Vec<String>,
     /// Archive constructs readers disagree on; every reading was scanned.
     anomalies: Vec<AnomalyRow>,
+    /// Matches taken out of the score by the suppression list.
+    suppressed: usize,
+    /// The release compared with, with `--baseline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<BaselineRow>,
     /// Path of the most malicious file, for the table.
     #[serde(skip)]
     top_file: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
+struct BaselineRow {
+    input: String,
+    name: String,
+    version: String,
+    /// Matches taken out of the score because the baseline had them.
+    known_findings: usize,
+}
+
+#[derive(Debug, Serialize)]
 struct FileRow {
     distribution: String,
+    /// Whether `distribution` is an archive (not a directory).
+    #[serde(skip)]
+    in_archive: bool,
     path: String,
     /// Other names an installer could write the file under.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     aliases: Vec<String>,
     size: u64,
+    sha256: String,
     score: i64,
     rules: Vec<RuleRow>,
+    /// Matches that do not count, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    suppressed: Vec<SuppressedRow>,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,6 +374,68 @@ struct AnomalyRow {
 struct RuleRow {
     name: String,
     weight: i64,
+    /// Pattern matches in all; `evidence` holds the first few.
+    match_count: u64,
+    evidence: Vec<EvidenceRow>,
+}
+
+impl RuleRow {
+    fn new(rule: &RuleMatch) -> Self {
+        RuleRow {
+            name: rule.name.clone(),
+            weight: rule.weight,
+            match_count: rule.match_count,
+            evidence: rule.evidence.iter().map(EvidenceRow::new).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EvidenceRow {
+    pattern: String,
+    offset: u64,
+    length: u64,
+    line: u64,
+    column: u64,
+    /// The matched bytes, escaped.
+    matched: String,
+    /// The match with some context from its line, escaped.
+    excerpt: String,
+}
+
+impl EvidenceRow {
+    fn new(e: &Evidence) -> Self {
+        EvidenceRow {
+            pattern: e.pattern.clone(),
+            offset: e.offset,
+            length: e.length,
+            line: e.line,
+            column: e.column,
+            matched: e.matched.clone(),
+            excerpt: e.excerpt.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SuppressedRow {
+    #[serde(flatten)]
+    rule: RuleRow,
+    /// `suppression` or `baseline`.
+    by: &'static str,
+    /// The suppression's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl SuppressedRow {
+    fn new(s: &SuppressedMatch) -> Self {
+        let (by, reason) = match &s.by {
+            SuppressedBy::Entry { reason, .. } => ("suppression", Some(reason.clone())),
+            _ => ("baseline", None),
+        };
+        SuppressedRow { rule: RuleRow::new(&s.rule), by, reason }
+    }
 }
 
 impl InputResult {
@@ -235,11 +446,14 @@ impl InputResult {
             .flat_map(|d| d.files.iter().map(move |f| (d, f)))
             .map(|(d, f)| FileRow {
                 distribution: d.source.clone(),
+                in_archive: d.format.is_some(),
                 path: f.path.clone(),
                 aliases: f.aliases.clone(),
                 size: f.size,
+                sha256: f.sha256.clone(),
                 score: f.score,
-                rules: f.matches.iter().map(|m| RuleRow { name: m.name.clone(), weight: m.weight }).collect(),
+                rules: f.matches.iter().map(RuleRow::new).collect(),
+                suppressed: f.suppressed.iter().map(SuppressedRow::new).collect(),
             })
             .collect();
         let sum = |f: fn(&DistributionReport) -> u64| report.distributions.iter().map(f).sum();
@@ -277,6 +491,8 @@ impl InputResult {
                     message: a.to_string(),
                 })
                 .collect(),
+            suppressed: 0,
+            baseline: None,
         }
     }
 
@@ -302,20 +518,26 @@ impl InputResult {
             bytes_scanned: 0,
             errors: vec![message],
             anomalies: Vec::new(),
+            suppressed: 0,
+            baseline: None,
             top_file: None,
         }
     }
 }
 
-fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result<()> {
+/// Longest path or name the table prints of a cell.
+const CELL_MAX: usize = 300;
+
+fn write_table(out: &mut impl Write, results: &[InputResult], explain: bool) -> std::io::Result<()> {
+    let cell = |text: &str| printable(text, CELL_MAX);
     let rows: Vec<[String; 4]> = results
         .iter()
         .map(|r| {
             let package =
-                if r.version.is_empty() { r.name.clone() } else { format!("{} {}", r.name, r.version) };
+                if r.version.is_empty() { cell(&r.name) } else { cell(&format!("{} {}", r.name, r.version)) };
             let score = r.score.map_or_else(|| "error".to_owned(), |s| s.to_string());
             let rules = if r.rules_matched.is_empty() { "-".to_owned() } else { r.rules_matched.join(", ") };
-            let file = r.top_file.clone().unwrap_or_else(|| "-".to_owned());
+            let file = r.top_file.as_deref().map_or_else(|| "-".to_owned(), cell);
             [package, score, rules, file]
         })
         .collect();
@@ -342,11 +564,36 @@ fn write_table(out: &mut impl Write, results: &[InputResult]) -> std::io::Result
     line(out, header)?;
     for (row, result) in rows.iter().zip(results) {
         line(out, [&row[0], &row[1], &row[2], &row[3]])?;
+        if explain {
+            for file in result.files.iter().filter(|f| !f.rules.is_empty()) {
+                let rule = &file.rules[0];
+                match rule.evidence.first() {
+                    Some(e) => writeln!(
+                        out,
+                        "  {}:{}:{}: {} {}: {}",
+                        cell(&file.path),
+                        e.line,
+                        e.column,
+                        rule.name,
+                        e.pattern,
+                        e.excerpt
+                    )?,
+                    None => writeln!(out, "  {}: {} (condition only)", cell(&file.path), rule.name)?,
+                }
+            }
+        }
+        if let Some(baseline) = &result.baseline {
+            let old = if baseline.version.is_empty() { &baseline.input } else { &baseline.version };
+            writeln!(out, "  baseline: {} finding(s) already in {}", baseline.known_findings, cell(old))?;
+        }
+        if result.suppressed > 0 {
+            writeln!(out, "  suppressed: {} match(es), listed with --format json", result.suppressed)?;
+        }
         for error in &result.errors {
-            writeln!(out, "  error: {error}")?;
+            writeln!(out, "  error: {}", printable(error, 4096))?;
         }
         for anomaly in &result.anomalies {
-            writeln!(out, "  anomaly: {}", anomaly.message)?;
+            writeln!(out, "  anomaly: {}", printable(&anomaly.message, 4096))?;
         }
     }
     Ok(())
