@@ -453,3 +453,65 @@ fn archives_inside_a_large_wheel_are_opened_and_reported_by_inner_path() {
     assert_eq!(paths, ["pkg/vendor.zip!/evil/setup.py"]);
     assert!(report.anomalies.iter().any(|a| a.kind == dragonfly_engine::AnomalyKind::NestedArchive));
 }
+
+#[test]
+fn matches_carry_evidence_and_files_their_digest() {
+    let source = r#"
+        rule two_patterns { meta: weight = 4 filetype = ".py"
+            strings: $call = "os.system(" $quiet = "import" private $url = /https?:\/\/[a-z.]+/
+            condition: $call and $quiet and $url }
+        rule every_byte { meta: weight = 1 filetype = ".py" strings: $x = "x" condition: #x > 0 }
+        rule no_pattern { meta: weight = 2 filetype = ".py" condition: filesize > 10 }
+    "#;
+    let engine = Engine::new(Arc::new(RuleSet::compile("t", [("e.yar", source)]).unwrap()));
+    let data = format!("import os\n{}\nos.system('curl http://a.example')\n", "x".repeat(20)).into_bytes();
+    let report = engine.scan_files("d", vec![dragonfly_flatten::File::new("p/m.py", data.clone())]);
+    let file = &report.files[0];
+    let sha: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&data))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(file.sha256, sha);
+    let rule = |name: &str| file.matches.iter().find(|m| m.name == name).unwrap();
+    let two = rule("two_patterns");
+    // Private patterns give no evidence; the rest in file order.
+    let found: Vec<(&str, u64, u64)> =
+        two.evidence.iter().map(|e| (e.pattern.as_str(), e.line, e.column)).collect();
+    assert_eq!(found, [("$call", 3, 1), ("$url", 3, 17)]);
+    assert_eq!(two.match_count, 2);
+    assert_eq!(two.evidence[1].matched, "http://a.example");
+    let start = two.evidence[0].offset as usize;
+    assert_eq!(&data[start..start + two.evidence[0].length as usize], b"os.system(");
+    // At most MAX_EVIDENCE kept, every match counted (20 in a row, one in the URL).
+    let every = rule("every_byte");
+    assert_eq!((every.evidence.len(), every.match_count), (dragonfly_engine::MAX_EVIDENCE, 21));
+    assert!(rule("no_pattern").evidence.is_empty());
+    // Same content, same digest; one byte more, another.
+    let again = engine.scan_files("d", vec![dragonfly_flatten::File::new("q/n.py", data.clone())]);
+    assert_eq!(again.files[0].sha256, file.sha256);
+    let mut changed = data;
+    changed.push(b'\n');
+    let other = engine.scan_files("d", vec![dragonfly_flatten::File::new("q/n.py", changed)]);
+    assert_ne!(other.files[0].sha256, file.sha256);
+}
+
+#[test]
+fn the_file_observer_sees_every_scanned_file() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let counter = Arc::clone(&seen);
+    let observer = dragonfly_engine::FileObserver::new(move |bytes| {
+        counter.0.fetch_add(1, Ordering::Relaxed);
+        counter.1.fetch_add(bytes, Ordering::Relaxed);
+    });
+    let rules = RuleSet::compile("t", rules_source()).unwrap();
+    let engine = Engine::new(Arc::new(rules)).with_file_observer(Some(observer));
+    // Large enough for the parallel path: files scanned on rayon threads count too.
+    let files: Vec<dragonfly_flatten::File> = (0..8)
+        .map(|i| dragonfly_flatten::File::new(format!("p/m{i}.py"), vec![b'a'; 300_000]))
+        .chain([dragonfly_flatten::File::new("p/README", b"any file".to_vec())])
+        .collect();
+    let report = engine.scan_files("d", files);
+    assert_eq!(report.files_scanned, 9);
+    assert_eq!((seen.0.load(Ordering::Relaxed), seen.1.load(Ordering::Relaxed)), (9, 2_400_008));
+}
