@@ -29,7 +29,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if !args.is_empty() {
         bail!("usage: cargo xtask demo");
     }
-    run_command(cargo().args(["build", "--quiet", "-p", "dragonfly-client"]))?;
+    // Not quiet: the first build takes minutes, and cargo shows its progress.
+    eprintln!("building the node (the first build compiles yara-x and takes a few minutes)");
+    run_command(cargo().args(["build", "-p", "dragonfly-client"]))?;
     let binary = binary_path("dragonfly-client", "debug");
 
     let server =
