@@ -142,8 +142,8 @@ fn cut(text: &str) -> &str {
     &text[..end]
 }
 
-/// `text` with control characters and bidirectional formatting characters
-/// escaped, cut after `max` bytes.
+/// `text` with control characters and the invisible characters of
+/// [`is_invisible`] escaped, cut after `max` bytes.
 pub(crate) fn printable(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max) + 16);
     for (i, c) in text.char_indices() {
@@ -151,15 +151,20 @@ pub(crate) fn printable(text: &str, max: usize) -> String {
             out.push_str(&format!("... ({} bytes more)", text.len() - i));
             break;
         }
-        if c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        {
+        if c.is_control() || is_invisible(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Characters that reorder or hide text on a terminal: bidirectional
+/// marks, embeddings, overrides and isolates, zero-width characters, line
+/// and paragraph separators, the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// A record's key-values, in order.
@@ -217,6 +222,16 @@ pub fn json_line(timestamp: &str, level: &str, target: &str, fields: &Fields, me
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_what_can_act_on_a_terminal() {
+        let text = "a\x1b[2Jb\u{202e}c\u{200b}d\u{2028}e\u{feff}f\u{61c}g h\u{e9}";
+        assert_eq!(
+            printable(text, 1000),
+            "a\\u{1b}[2Jb\\u{202e}c\\u{200b}d\\u{2028}e\\u{feff}f\\u{61c}g h\u{e9}"
+        );
+        assert_eq!(printable("abcdef", 3), "abc... (3 bytes more)");
+    }
 
     fn job_fields() -> Fields {
         Fields(vec![("package".into(), "requests".into()), ("version".into(), "2.32.3".into())])

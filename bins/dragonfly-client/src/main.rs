@@ -18,7 +18,9 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors can quote archive paths: no control character reaches
+            // the terminal.
+            eprintln!("error: {}", logging::printable(&format!("{err:#}"), 16 * 1024));
             ExitCode::from(2)
         }
     }

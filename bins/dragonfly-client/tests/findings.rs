@@ -50,6 +50,28 @@ fn names(rules: &Value) -> Vec<&str> {
     rules.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect()
 }
 
+/// The official SARIF 2.1.0 schema, vendored, as a validator that checks
+/// formats (URIs) too.
+fn sarif_validator() -> jsonschema::Validator {
+    let schema_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sarif/sarif-schema-2.1.0.json");
+    // The schema's `language` patterns have a lone `]`, a literal in
+    // ECMA-262 that the validator's regex syntax refuses; they are escaped
+    // here, the vendored file stays as published.
+    let text = std::fs::read_to_string(schema_path).unwrap();
+    let lone = r#"-[a-zA-Z]{2}]?$""#;
+    assert_eq!(text.matches(lone).count(), 2);
+    let schema: Value = serde_json::from_str(&text.replace(lone, r#"-[a-zA-Z]{2}\\]?$""#)).unwrap();
+    jsonschema::draft7::options().should_validate_formats(true).build(&schema).unwrap()
+}
+
+fn assert_valid_sarif(log: &Value) {
+    let validator = sarif_validator();
+    let errors: Vec<String> =
+        validator.iter_errors(log).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{log:#}");
+}
+
 #[test]
 fn every_match_has_evidence_and_the_table_explains_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +80,11 @@ fn every_match_has_evidence_and_the_table_explains_it() {
     let sdist = write_sdist(
         dir.path(),
         "1.0",
-        &[file("setup.py", setup_py("http://example.invalid/x")), file("evil/core.py", hostile)],
+        &[
+            file("setup.py", setup_py("http://example.invalid/x")),
+            file("evil/core.py", hostile),
+            file("evil/\x1b[2J\u{202e}yp.py", payload_py("")),
+        ],
     );
     let (code, stdout, stderr) = run(common::clean_bin().args(["scan", "--format", "json", &sdist]));
     assert_eq!(code, 0, "{stderr}");
@@ -82,7 +108,11 @@ fn every_match_has_evidence_and_the_table_explains_it() {
     assert!(table.contains("evil-1.0/setup.py:3:12: shell_pipe_download $pipe: os.system('curl"), "{table}");
     let core = table.lines().find(|l| l.contains("evil-1.0/evil/core.py:3:1: exec_decoded_payload")).unwrap();
     assert!(core.contains("#\\x1b[2J"), "{core}");
-    assert!(!table.contains('\x1b'), "an escape reached the output: {table:?}");
+    assert!(table.contains("evil-1.0/evil/\\u{1b}[2J\\u{202e}yp.py:3:1: exec_decoded_payload"), "{table}");
+    assert!(
+        !table.contains('\x1b') && !table.contains('\u{202e}'),
+        "an escape reached the output: {table:?}"
+    );
     // stderr is not a terminal here: no progress bar.
     assert!(stderr.is_empty(), "{stderr}");
     // Without --explain, no evidence lines.
@@ -121,16 +151,7 @@ fn sarif_output_is_valid_against_the_official_schema() {
     assert_eq!(code, 2, "the missing input is an error: {stderr}");
     let log = json(&stdout);
 
-    let schema_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sarif/sarif-schema-2.1.0.json");
-    // The schema's `language` patterns have a lone `]`, a literal in
-    // ECMA-262 that the validator's regex syntax refuses; they are escaped
-    // here, the vendored file stays as published.
-    let text = std::fs::read_to_string(schema_path).unwrap();
-    let lone = r#"-[a-zA-Z]{2}]?$""#;
-    assert_eq!(text.matches(lone).count(), 2);
-    let schema: Value = serde_json::from_str(&text.replace(lone, r#"-[a-zA-Z]{2}\\]?$""#)).unwrap();
-    let validator = jsonschema::draft7::options().should_validate_formats(true).build(&schema).unwrap();
+    let validator = sarif_validator();
     let errors: Vec<String> =
         validator.iter_errors(&log).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "{errors:#?}\n{stdout}");
@@ -160,6 +181,13 @@ fn sarif_output_is_valid_against_the_official_schema() {
     assert_eq!(payloads.len(), 2, "{payloads:?}");
     assert!(payloads.iter().any(|u| u.ends_with("!/evil-1.0/evil/core%20py.py")), "{payloads:?}");
     assert!(payloads.iter().any(|u| u.ends_with("checkout/src/run.py") && !u.contains('!')), "{payloads:?}");
+    // The same content at two places is two alerts.
+    let prints: std::collections::BTreeSet<&str> = results
+        .iter()
+        .filter(|r| r["ruleId"] == "exec_decoded_payload")
+        .map(|r| r["partialFingerprints"]["dragonflyFinding/v1"].as_str().unwrap())
+        .collect();
+    assert_eq!(prints.len(), 2, "{prints:?}");
     // One result per (file, rule); ruleIndex points at the rule's metadata.
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
     for result in results {
@@ -215,7 +243,10 @@ fn a_suppression_pinned_to_content_stops_at_the_first_changed_byte() {
     };
     let (code, stdout, stderr) = scan(&sdist);
     assert_eq!(code, 0, "{stderr}\n{stdout}");
-    assert!(stderr.is_empty(), "a pinned entry gives no warning: {stderr}");
+    assert_eq!(
+        stderr, "note: 1 suppression(s) from .dragonfly-suppressions.toml\n",
+        "no warning for a pinned entry"
+    );
     let report = json(&stdout);
     assert_eq!(
         (report[0]["score"].as_i64(), report[0]["suppressed"].as_u64()),
@@ -331,11 +362,15 @@ fn a_baseline_leaves_only_what_the_upgrade_adds() {
     assert!(stdout.contains("baseline: 4 finding(s) already in 1.1"), "{stdout}");
 
     // A baseline that can not be scanned is an error, never an empty baseline.
-    let missing = dir.path().join("evil-0.9.tar.gz");
+    let missing = dir.path().join("evil-0.9\x1b[2J.tar.gz");
     let (code, _, stderr) =
         run(common::clean_bin().args(["scan", "--baseline", missing.to_str().unwrap(), &new]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("can not scan the baseline"), "{stderr}");
+    assert!(
+        stderr.contains("can not scan the baseline") && stderr.contains("evil-0.9\\u{1b}[2J"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 }
 
 #[test]
@@ -367,6 +402,27 @@ fn a_pypi_range_compares_two_releases_from_the_index() {
     );
     assert_eq!(report[0]["rules_matched"], serde_json::json!(["shell_pipe_download"]), "{stdout}");
     assert_eq!(report[0]["baseline"]["input"], "pypi:evil==1.0");
+    // As SARIF: downloaded distributions are URLs, the results are new.
+    let (code, stdout, stderr) = run(common::clean_bin().args([
+        "scan",
+        "--format",
+        "sarif",
+        "--index-url",
+        &index,
+        "--baseline",
+        "pypi:evil==1.0..1.1",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let log = json(&stdout);
+    assert_valid_sarif(&log);
+    let results = log["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{stdout}");
+    let uri = results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("http://127.0.0.1:") && uri.ends_with("evil-1.1.tar.gz!/evil-1.1/evil/__init__.py"),
+        "{uri}"
+    );
+    assert_eq!(results[0]["baselineState"], "new");
     // The range names both releases: another input is an error.
     let (code, _, stderr) =
         run(common::clean_bin().args(["scan", "--baseline", "pypi:evil==1.0..1.1", "x.tar.gz"]));

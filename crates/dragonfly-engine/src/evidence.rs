@@ -2,6 +2,7 @@
 //! a short excerpt that is safe to print.
 
 use std::fmt::Write;
+use std::ops::Range;
 
 /// Evidence kept per matched rule at most; [`crate::RuleMatch::match_count`]
 /// counts them all.
@@ -23,11 +24,16 @@ pub struct Evidence {
     pub offset: u64,
     /// Length of the match in bytes.
     pub length: u64,
-    /// Line of the first byte, from 1 (lines end at `\n`).
+    /// Line of the first byte, from 1 (lines end at `\n`, `\r\n` or a
+    /// lone `\r`).
     pub line: u64,
     /// Column of the first byte, from 1, in characters: UTF-8 sequences
     /// count once, other bytes once each.
     pub column: u64,
+    /// Line of the byte after the match.
+    pub end_line: u64,
+    /// Column of the byte after the match.
+    pub end_column: u64,
     /// The matched bytes (at most 80 of them), escaped as in
     /// [`escape_bytes`].
     pub matched: String,
@@ -38,7 +44,13 @@ pub struct Evidence {
 
 impl Evidence {
     /// The evidence of the match of `pattern` at `range` of `data`.
-    pub fn new(pattern: &str, data: &[u8], range: std::ops::Range<usize>) -> Evidence {
+    pub fn new(pattern: &str, data: &[u8], range: Range<usize>) -> Evidence {
+        Evidence::at(pattern, data, range, &mut Cursor::default())
+    }
+
+    /// As [`Evidence::new`], counting lines from where `cursor` is (which
+    /// must be at or before the match); leaves `cursor` at the match.
+    fn at(pattern: &str, data: &[u8], range: Range<usize>, cursor: &mut Cursor) -> Evidence {
         let mut start = range.start.min(data.len());
         let end = range.end.clamp(start, data.len());
         // A pattern anchored on a line break (`\nos.system(`) points at
@@ -46,10 +58,13 @@ impl Evidence {
         while start + 1 < end && matches!(data[start], b'\n' | b'\r') {
             start += 1;
         }
-        let before = &data[..start];
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let line = before.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-        let column = data[line_start..start].iter().filter(|&&b| !is_continuation(b)).count() as u64 + 1;
+        if start < cursor.offset {
+            *cursor = Cursor::default();
+        }
+        cursor.advance(data, start);
+        let (line, column, line_start) = (cursor.line, cursor.column, cursor.line_start);
+        let mut past = cursor.clone();
+        past.advance(data, end);
         let shown_end = end.min(start + MATCH_BYTES);
         let cut = shown_end < end;
         let context_start = start.saturating_sub(CONTEXT_BYTES).max(line_start);
@@ -60,8 +75,9 @@ impl Evidence {
         let mut excerpt = escape_bytes(&data[context_start..start]);
         excerpt.push_str(&matched);
         if !cut {
-            let line_end = data[end..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| end + i);
-            excerpt.push_str(&escape_bytes(&data[end..(end + CONTEXT_BYTES).min(line_end)]));
+            let after = &data[end..(end + CONTEXT_BYTES).min(data.len())];
+            let line_end = after.iter().position(|&b| matches!(b, b'\n' | b'\r')).unwrap_or(after.len());
+            excerpt.push_str(&escape_bytes(&after[..line_end]));
         }
         Evidence {
             pattern: pattern.to_owned(),
@@ -69,10 +85,95 @@ impl Evidence {
             length: (end - start) as u64,
             line,
             column,
+            end_line: past.line,
+            end_column: past.column,
             matched,
             excerpt,
         }
     }
+}
+
+/// A position in a file as line and column, moved forward only, so that
+/// the evidence of a whole file costs one pass over it.
+#[derive(Debug, Clone)]
+struct Cursor {
+    offset: usize,
+    line: u64,
+    column: u64,
+    line_start: usize,
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Cursor { offset: 0, line: 1, column: 1, line_start: 0 }
+    }
+}
+
+impl Cursor {
+    /// Moves to byte `to`. Lines end at `\n`, `\r\n` or a lone `\r`
+    /// (as Python reads source); columns count UTF-8 sequences once.
+    fn advance(&mut self, data: &[u8], to: usize) {
+        let to = to.min(data.len());
+        for i in self.offset..to {
+            let byte = data[i];
+            let breaks = byte == b'\n' || (byte == b'\r' && data.get(i + 1) != Some(&b'\n'));
+            if breaks {
+                self.line += 1;
+                self.column = 1;
+                self.line_start = i + 1;
+            } else if !is_continuation(byte) && byte != b'\r' {
+                self.column += 1;
+            }
+        }
+        self.offset = self.offset.max(to);
+    }
+}
+
+/// Patterns that matched for one rule: (pattern identifier, range), the
+/// first [`MAX_EVIDENCE`] of each pattern, and the count of all.
+#[derive(Debug, Default)]
+pub(crate) struct Ranges {
+    found: Vec<(String, Range<usize>)>,
+    count: u64,
+}
+
+impl Ranges {
+    /// The ranges of `rule`'s non-private patterns.
+    pub(crate) fn of(rule: &yara_x::Rule<'_, '_>) -> Ranges {
+        let mut ranges = Ranges::default();
+        for pattern in rule.patterns().filter(|p| !p.is_private()) {
+            let matches = pattern.matches();
+            ranges.count += matches.len() as u64;
+            let identifier = pattern.identifier();
+            ranges.found.extend(matches.take(MAX_EVIDENCE).map(|m| (identifier.to_owned(), m.range())));
+        }
+        ranges.found.sort_by_key(|(_, range)| (range.start, range.end));
+        ranges.found.truncate(MAX_EVIDENCE);
+        ranges
+    }
+
+    /// How many matches there were in all.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// The evidence of each rule's ranges in `data`, in one pass over it.
+pub(crate) fn locate(data: &[u8], rules: Vec<Ranges>) -> Vec<Vec<Evidence>> {
+    let count = rules.len();
+    let mut all: Vec<(usize, usize, String, Range<usize>)> = rules
+        .into_iter()
+        .enumerate()
+        .flat_map(|(rule, ranges)| ranges.found.into_iter().map(move |(p, r)| (rule, r.start, p, r)))
+        .map(|(rule, start, pattern, range)| (start, rule, pattern, range))
+        .collect();
+    all.sort_by_key(|&(start, rule, ..)| (start, rule));
+    let mut out: Vec<Vec<Evidence>> = (0..count).map(|_| Vec::new()).collect();
+    let mut cursor = Cursor::default();
+    for (_, rule, pattern, range) in all {
+        out[rule].push(Evidence::at(&pattern, data, range, &mut cursor));
+    }
+    out
 }
 
 fn is_continuation(byte: u8) -> bool {
@@ -100,24 +201,6 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// The evidence of `rule`'s matches in `data`: the first
-/// [`MAX_EVIDENCE`] by offset over its non-private patterns, and how many
-/// matches there were in all.
-pub(crate) fn collect(rule: &yara_x::Rule<'_, '_>, data: &[u8]) -> (Vec<Evidence>, u64) {
-    let mut found: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
-    let mut count = 0u64;
-    for pattern in rule.patterns().filter(|p| !p.is_private()) {
-        for m in pattern.matches() {
-            count += 1;
-            found.push((pattern.identifier(), m.range()));
-        }
-    }
-    found.sort_by_key(|(_, range)| (range.start, range.end));
-    found.truncate(MAX_EVIDENCE);
-    let evidence = found.into_iter().map(|(pattern, range)| Evidence::new(pattern, data, range)).collect();
-    (evidence, count)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +220,38 @@ mod tests {
         assert_eq!((anchored.offset, anchored.length), (newline as u64 + 1, 5));
         let first = Evidence::new("$b", data, 0..6);
         assert_eq!((first.line, first.column, first.excerpt.as_str()), (1, 1, "import os"));
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines_and_ends_are_located() {
+        // Python reads `\r` alone as a line end: the match is on line 3.
+        let data = b"a = 1\rb = 2\r\nos.system('x')\n";
+        let start = data.windows(9).position(|w| w == b"os.system").unwrap();
+        let e = Evidence::new("$a", data, start..start + 14);
+        assert_eq!((e.line, e.column, e.end_line, e.end_column), (3, 1, 3, 15));
+        assert_eq!(e.excerpt, "os.system('x')");
+        let multi = Evidence::new("$b", data, 2..start + 2);
+        assert_eq!((multi.line, multi.column, multi.end_line, multi.end_column), (1, 3, 3, 3));
+        // One pass over many matches gives what one match at a time gives.
+        let text: Vec<u8> = (0..50).flat_map(|i| format!("line {i} \u{e9}x\r\n").into_bytes()).collect();
+        let xs: Vec<Range<usize>> =
+            text.iter().enumerate().filter(|&(_, &b)| b == b'x').map(|(i, _)| i..i + 1).collect();
+        let rules = vec![
+            Ranges { found: xs.iter().step_by(2).map(|r| ("$x".to_owned(), r.clone())).collect(), count: 25 },
+            Ranges::default(),
+            Ranges {
+                found: xs.iter().skip(1).step_by(2).map(|r| ("$y".to_owned(), r.clone())).collect(),
+                count: 25,
+            },
+        ];
+        let located = locate(&text, rules);
+        assert_eq!(located.len(), 3);
+        assert!(located[1].is_empty());
+        for (i, range) in xs.iter().enumerate() {
+            let one = Evidence::new(if i % 2 == 0 { "$x" } else { "$y" }, &text, range.clone());
+            assert_eq!(located[if i % 2 == 0 { 0 } else { 2 }][i / 2], one);
+            assert_eq!((one.line, one.column), (i as u64 + 1, if i < 10 { 9 } else { 10 }));
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ mod scan;
 mod source;
 mod suppress;
 
-pub use baseline::{Baseline, release_place};
+pub use baseline::{Baseline, finding_place, release_place};
 pub use cache::CacheError;
 pub use dragonfly_flatten::{Anomaly, AnomalyKind, File, Format, Limits};
 pub use evidence::{Evidence, MAX_EVIDENCE, escape_bytes};

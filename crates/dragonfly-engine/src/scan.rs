@@ -280,6 +280,7 @@ impl Engine {
         groups.sort_unstable();
         groups.dedup();
         let mut matches: Vec<RuleMatch> = Vec::new();
+        let mut ranges: Vec<evidence::Ranges> = Vec::new();
         for group in groups {
             let scanned = with_scanner(&self.rules, self.timeout, group, |scanner, rules| {
                 scanner.scan(&file.data).map(|results| {
@@ -288,23 +289,25 @@ impl Engine {
                         .filter_map(|rule| Some((rules.lookup(rule.identifier())?, rule)))
                         .filter(|(info, _)| file.names().any(|name| info.applies_to(name)))
                         .map(|(info, rule)| {
-                            let (evidence, match_count) = evidence::collect(&rule, &file.data);
-                            RuleMatch {
+                            let found = evidence::Ranges::of(&rule);
+                            let m = RuleMatch {
                                 name: info.name.clone(),
                                 source: info.source.clone(),
                                 weight: info.weight,
-                                evidence,
-                                match_count,
-                            }
+                                evidence: Vec::new(),
+                                match_count: found.count(),
+                            };
+                            (m, found)
                         })
                         .collect::<Vec<_>>()
                 })
             });
             let error = match scanned {
                 Ok(found) => {
-                    for found in found {
+                    for (found, found_ranges) in found {
                         if !matches.iter().any(|m| m.name == found.name) {
                             matches.push(found);
+                            ranges.push(found_ranges);
                         }
                     }
                     continue;
@@ -315,6 +318,9 @@ impl Engine {
                 Err(err) => FileError::Scanner { message: err.to_string() },
             };
             return FileResult::Failed(UnscannedFile { path: file.path.clone(), error });
+        }
+        for (m, evidence) in matches.iter_mut().zip(evidence::locate(&file.data, ranges)) {
+            m.evidence = evidence;
         }
         if matches.is_empty() {
             return FileResult::Clean;

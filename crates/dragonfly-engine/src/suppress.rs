@@ -23,11 +23,16 @@ pub struct Suppression {
 }
 
 impl Suppression {
-    /// Whether this entry silences `rule` in `file`.
+    /// Whether this entry silences `rule` in `file`: the glob must match
+    /// the file's path and each of its aliases (another reader's name for
+    /// it), none of which may have `.`, `..` or empty segments, a leading
+    /// `/` or a backslash (names an installer resolves to another place).
     pub fn applies(&self, file: &crate::FileReport, rule: &RuleMatch) -> bool {
         rule.name == self.rule
-            && self.matcher.is_match(&file.path)
             && self.sha256.as_deref().is_none_or(|hash| hash.eq_ignore_ascii_case(&file.sha256))
+            && std::iter::once(&file.path)
+                .chain(&file.aliases)
+                .all(|name| is_plain_path(name) && self.matcher.is_match(name))
     }
 }
 
@@ -144,6 +149,12 @@ impl Suppressions {
     }
 }
 
+/// Whether `path` names one place the same way for every reader: relative,
+/// `/`-separated, without `.`, `..` or empty segments.
+pub(crate) fn is_plain_path(path: &str) -> bool {
+    !path.is_empty() && !path.contains('\\') && path.split('/').all(|s| !matches!(s, "" | "." | ".."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,11 +221,17 @@ mod tests {
             // Other content at the pinned path.
             ("mypkg-1.0/mypkg/_vendor/other.py", &HASH.replace('9', "8"), &["exec"]),
             ("mypkg-1.0/src/tests/data/x.py", "00", &["net"]),
+            // Names that resolve elsewhere are never suppressed.
+            ("mypkg-1.0/src/tests/../../setup.py", "00", &["net"]),
+            ("mypkg-1.0/src/tests//x.py", "00", &["net"]),
+            ("mypkg-1.0/src/tests/x.py", "00", &["net"]),
         ]);
+        // An alias outside the glob keeps the finding.
+        r.distributions[0].files[6].aliases.push("mypkg-1.0/setup.py".into());
         assert_eq!(list.apply(&mut r), 2);
         let files = &r.distributions[0].files;
         let left: Vec<(usize, usize)> = files.iter().map(|f| (f.matches.len(), f.suppressed.len())).collect();
-        assert_eq!(left, [(1, 1), (1, 0), (1, 0), (0, 1)]);
+        assert_eq!(left, [(1, 1), (1, 0), (1, 0), (0, 1), (1, 0), (1, 0), (1, 0)]);
         assert_eq!(
             files[0].suppressed[0].by,
             SuppressedBy::Entry { index: 0, reason: "vendored, reviewed".into() }

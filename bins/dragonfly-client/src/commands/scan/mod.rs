@@ -80,18 +80,22 @@ fn load_suppressions(given: Option<&Path>) -> Result<Suppressions> {
         None if Path::new(DEFAULT_SUPPRESSIONS).is_file() => Path::new(DEFAULT_SUPPRESSIONS),
         None => return Ok(Suppressions::default()),
     };
+    let shown = printable(&path.display().to_string(), CELL_MAX);
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("can not read the suppressions `{}`", path.display()))?;
     let list = Suppressions::parse(&text)
         .with_context(|| format!("can not read the suppressions `{}`", path.display()))?;
+    if given.is_none() {
+        // Whoever can write the working directory can silence findings: say so.
+        eprintln!("note: {} suppression(s) from {shown}", list.entries().len());
+    }
     for (i, entry) in list.entries().iter().enumerate().filter(|(_, e)| e.sha256.is_none()) {
         eprintln!(
-            "warning: {}: suppression {} (rule {}, path {}) has no sha256: it also hides future, \
+            "warning: {shown}: suppression {} (rule {}, path {}) has no sha256: it also hides future, \
              different content at that path",
-            path.display(),
             i + 1,
-            entry.rule,
-            entry.path
+            printable(&entry.rule, CELL_MAX),
+            printable(&entry.path, CELL_MAX)
         );
     }
     Ok(list)
@@ -149,6 +153,16 @@ impl InputScanner<'_> {
         match self.scan_input(input) {
             Ok((mut report, download_errors)) => {
                 let suppressed = suppressions.apply(&mut report);
+                if let Some(known) = baseline
+                    && normalised(&known.name) != normalised(&report.name)
+                {
+                    eprintln!(
+                        "warning: the baseline is {}, {} is {}: places will rarely match",
+                        printable(&known.name, CELL_MAX),
+                        printable(input, CELL_MAX),
+                        printable(&report.name, CELL_MAX)
+                    );
+                }
                 let known = baseline.map(|known| (known, known.findings.apply(&mut report)));
                 let mut result = InputResult::from_report(input, &report, download_errors);
                 result.suppressed = suppressed;
@@ -261,6 +275,11 @@ impl InputScanner<'_> {
     }
 }
 
+/// A project name as PEP 503 compares them.
+fn normalised(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
 /// Reads at most `max` bytes of `path`: a file, or a pipe or device whose
 /// size is not known before it is read (`/dev/stdin`, `/dev/zero`).
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
@@ -349,6 +368,9 @@ struct FileRow {
     /// Whether `distribution` is an archive (not a directory).
     #[serde(skip)]
     in_archive: bool,
+    /// Where the file is, the same across releases (see `finding_place`).
+    #[serde(skip)]
+    place: Option<String>,
     path: String,
     /// Other names an installer could write the file under.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -397,6 +419,9 @@ struct EvidenceRow {
     length: u64,
     line: u64,
     column: u64,
+    /// Line and column of the byte after the match.
+    end_line: u64,
+    end_column: u64,
     /// The matched bytes, escaped.
     matched: String,
     /// The match with some context from its line, escaped.
@@ -411,6 +436,8 @@ impl EvidenceRow {
             length: e.length,
             line: e.line,
             column: e.column,
+            end_line: e.end_line,
+            end_column: e.end_column,
             matched: e.matched.clone(),
             excerpt: e.excerpt.clone(),
         }
@@ -447,6 +474,7 @@ impl InputResult {
             .map(|(d, f)| FileRow {
                 distribution: d.source.clone(),
                 in_archive: d.format.is_some(),
+                place: dragonfly_engine::finding_place(report, d, f),
                 path: f.path.clone(),
                 aliases: f.aliases.clone(),
                 size: f.size,

@@ -6,7 +6,7 @@ use dragonfly_engine::{RuleInfo, RuleSet};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::json;
 use serde_sarif::sarif::{
-    ArtifactContent, ArtifactLocation, Invocation, Location, Message, MultiformatMessageString, Notification,
+    ArtifactLocation, Invocation, Location, Message, MultiformatMessageString, Notification,
     PhysicalLocation, PropertyBag, Region, ReportingConfiguration, ReportingDescriptor,
     Result as SarifResult, ResultLevel, Run, Sarif, Suppression, Tool, ToolComponent,
 };
@@ -16,14 +16,13 @@ use super::{FileRow, InputResult, RuleRow};
 /// The schema the log names.
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
-/// What is escaped in the path part of an artifact URI: everything that is
-/// not allowed in a URI path (`!` and `/` stay, so `a.tar.gz!/b/c.py`
-/// names a member of an archive).
-const PATH: &AsciiSet = &CONTROLS
+/// What is escaped in a URL's path: everything not allowed in a URI path
+/// but `%`, whose escapes stay as they are (`!` and `/` stay too, so
+/// `a.tar.gz!/b/c.py` names a member of an archive).
+const URL_PATH: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
-    .add(b'%')
     .add(b'<')
     .add(b'>')
     .add(b'?')
@@ -35,6 +34,9 @@ const PATH: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'|')
     .add(b'}');
+
+/// What is escaped in a file path made a URI: also `%`.
+const PATH: &AsciiSet = &URL_PATH.add(b'%');
 
 /// The SARIF log of `results`, scanned with `rules`.
 pub fn log(results: &[InputResult], rules: &RuleSet) -> Sarif {
@@ -144,12 +146,16 @@ fn finding(
         .evidence
         .iter()
         .map(|e| {
+            // Line and column and byte offset and length describe the
+            // same bytes; the excerpt is escaped text, so it goes in the
+            // message, not in a snippet of the file's content.
             let region = Region::builder()
                 .start_line(e.line as i64)
                 .start_column(e.column as i64)
+                .end_line(e.end_line as i64)
+                .end_column(e.end_column as i64)
                 .byte_offset(e.offset as i64)
                 .byte_length(e.length as i64)
-                .snippet(ArtifactContent::builder().text(e.matched.clone()).build())
                 .build();
             location(Some(region))
         })
@@ -170,15 +176,17 @@ fn finding(
         .level(ResultLevel::Warning)
         .message(Message::builder().text(text).build())
         .locations(locations)
+        // One alert per rule, content and place: the same content elsewhere
+        // (moved into setup.py, say) is another alert.
         .partial_fingerprints(BTreeMap::from([(
-            "dragonflyContent/v1".to_owned(),
-            format!("{}:{}", rule.name, file.sha256),
+            "dragonflyFinding/v1".to_owned(),
+            format!("{}:{}:{}", rule.name, file.sha256, file.place.as_deref().unwrap_or(&file.path)),
         )]))
         .properties(properties([
             ("weight", json!(rule.weight)),
             ("matchCount", json!(rule.match_count)),
             ("sha256", json!(file.sha256)),
-            ("distribution", json!(file.distribution)),
+            ("distribution", json!(source_uri(&file.distribution))),
         ]))
         .build();
     if baseline {
@@ -194,12 +202,36 @@ fn finding(
 /// Where `file` is: `archive!/path` inside an archive, `dir/path` in a
 /// directory, escaped as a URI reference.
 fn artifact_uri(file: &FileRow) -> String {
-    let source = &file.distribution;
-    let base = if source.starts_with("https://") || source.starts_with("http://") {
-        source.clone()
-    } else {
-        utf8_percent_encode(source, PATH).to_string()
-    };
+    let base = source_uri(&file.distribution);
     let path = utf8_percent_encode(&file.path, PATH);
     if file.in_archive { format!("{base}!/{path}") } else { format!("{}/{path}", base.trim_end_matches('/')) }
+}
+
+/// A distribution's source as a URI: a URL without credentials, query or
+/// fragment (a log is for uploading), or an escaped path.
+pub(super) fn source_uri(source: &str) -> String {
+    let Some((scheme, rest)) = source.split_once("://").filter(|(s, _)| matches!(*s, "http" | "https"))
+    else {
+        return utf8_percent_encode(source, PATH).to_string();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{}/{}", utf8_percent_encode(host, PATH), utf8_percent_encode(path, URL_PATH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_uris_carry_no_credentials_or_queries() {
+        assert_eq!(
+            source_uri("https://user:secret@mirror.example/p/pkg-1.0.tar.gz?token=x#sha256=ab"),
+            "https://mirror.example/p/pkg-1.0.tar.gz"
+        );
+        assert_eq!(source_uri("https://h.example/a%20b/c d.whl"), "https://h.example/a%20b/c%20d.whl");
+        assert_eq!(source_uri("dist/my pkg-1.0.tar.gz"), "dist/my%20pkg-1.0.tar.gz");
+        assert_eq!(source_uri("dist/100%.zip"), "dist/100%25.zip");
+    }
 }
