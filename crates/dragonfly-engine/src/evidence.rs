@@ -131,7 +131,7 @@ impl Cursor {
 
 /// Patterns that matched for one rule: (pattern identifier, range), the
 /// first [`MAX_EVIDENCE`] of each pattern, and the count of all.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Ranges {
     found: Vec<(String, Range<usize>)>,
     count: u64,
@@ -155,6 +155,11 @@ impl Ranges {
     /// How many matches there were in all.
     pub(crate) fn count(&self) -> u64 {
         self.count
+    }
+
+    /// About how many bytes it holds.
+    pub(crate) fn weight(&self) -> usize {
+        self.found.iter().map(|(p, _)| 40 + p.len()).sum()
     }
 }
 

@@ -55,6 +55,7 @@ mod metadata;
 mod naming;
 mod plan;
 mod report;
+mod reuse;
 mod rules;
 mod scan;
 mod source;
@@ -69,6 +70,9 @@ pub use naming::parse_distribution_filename;
 pub use report::{
     DistributionError, DistributionReport, FileError, FileReport, PackageReport, Problem, RuleMatch,
     StopReason, SuppressedBy, SuppressedMatch, UnscannedFile,
+};
+pub use reuse::{
+    DEFAULT_AUDIT_EVERY, DEFAULT_BUDGET_BYTES, ReuseCache, ReuseCounts, ReuseMode, ReuseModeError,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use dragonfly_flatten::{Anomaly, Format};
 
 use crate::evidence::Evidence;
+use crate::reuse::ReuseCounts;
 
 /// One rule that matched a file (after the `filetype` filter).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +194,8 @@ pub struct DistributionReport {
     /// Constructs in the archive that readers disagree on (scanned under
     /// every reading).
     pub anomalies: Vec<Anomaly>,
+    /// What result reuse did for it.
+    pub reuse: ReuseCounts,
 }
 
 impl DistributionReport {

@@ -272,8 +272,9 @@ impl RuleSet {
         &self.compiled[GroupId::WHOLE_SET.0]
     }
 
-    pub(crate) fn lookup(&self, name: &str) -> Option<&RuleInfo> {
-        self.index.get(name).map(|&i| &self.info[i])
+    /// The index in [`RuleSet::rules`] of the rule named `name`.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
     }
 }
 

@@ -14,6 +14,7 @@ use crate::plan::GroupId;
 use crate::report::{
     DistributionError, DistributionReport, FileError, FileReport, RuleMatch, StopReason, UnscannedFile,
 };
+use crate::reuse::{Count, Raw, ReuseCache, ReuseMode, Tally};
 use crate::rules::RuleSet;
 
 /// Default per-file scan timeout.
@@ -35,6 +36,7 @@ pub struct Engine {
     timeout: Duration,
     deadline: Option<Instant>,
     on_file: Option<FileObserver>,
+    reuse: Option<Arc<ReuseCache>>,
 }
 
 /// Told of each file once it is scanned, with its size in bytes; called
@@ -63,7 +65,27 @@ impl std::fmt::Debug for FileObserver {
 impl Engine {
     /// An engine with default limits and a 10 s per-file timeout.
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        Engine { rules, limits: Limits::default(), timeout: DEFAULT_TIMEOUT, deadline: None, on_file: None }
+        Engine {
+            rules,
+            limits: Limits::default(),
+            timeout: DEFAULT_TIMEOUT,
+            deadline: None,
+            on_file: None,
+            reuse: None,
+        }
+    }
+
+    /// Sets the cache of results by content this engine looks up and fills
+    /// (see [`ReuseCache`]). Give each rule set its own: an engine with
+    /// other rules makes its own [`Engine::new`] and cache.
+    pub fn with_reuse(mut self, cache: Option<Arc<ReuseCache>>) -> Self {
+        self.reuse = cache;
+        self
+    }
+
+    /// The cache of results by content, if any.
+    pub fn reuse(&self) -> Option<&Arc<ReuseCache>> {
+        self.reuse.as_ref()
     }
 
     /// Sets what is told of each scanned file (a progress display).
@@ -113,12 +135,36 @@ impl Engine {
     /// scanned as soon as it is out and then dropped, so an archive is never
     /// held uncompressed as a whole.
     pub fn scan_archive(&self, source: &str, bytes: &[u8]) -> DistributionReport {
+        self.counted(|tally| self.scan_archive_with(source, bytes, tally))
+    }
+
+    /// Runs `scan` with a fresh tally and records what reuse did in the
+    /// report. When a kept result was found wrong (reuse is then off for
+    /// the rule set) the distribution is scanned again in full.
+    fn counted(&self, scan: impl Fn(&Tally) -> DistributionReport) -> DistributionReport {
+        let tally = Tally::default();
+        let mut report = scan(&tally);
+        report.reuse = tally.counts();
+        if report.reuse.mismatched_files > 0 {
+            let again = Tally::default();
+            let mut full = scan(&again);
+            full.reuse = report.reuse;
+            full.reuse.add(&again.counts());
+            report = full;
+        }
+        if let Some(cache) = &self.reuse {
+            cache.add_totals(&report.reuse);
+        }
+        report
+    }
+
+    fn scan_archive_with(&self, source: &str, bytes: &[u8], tally: &Tally) -> DistributionReport {
         let keep = |path: &str| self.rules.applies_to(path);
         let large_zip = bytes.len() as u64 >= PARALLEL_MIN_BYTES
             && dragonfly_flatten::detect_format(bytes).is_ok_and(|f| f == Format::Zip);
         if large_zip {
             return match dragonfly_flatten::zip_files(bytes, &self.limits, &keep) {
-                Ok(zip) => self.scan_zip(source, &zip),
+                Ok(zip) => self.scan_zip(source, &zip, tally),
                 Err(err) => DistributionReport::failed(source, err),
             };
         }
@@ -134,7 +180,7 @@ impl Engine {
             }
             files_scanned += 1;
             bytes_scanned += file.data.len() as u64;
-            let result = self.scan_file(&file);
+            let result = self.scan_file(&file, tally);
             stop.saw(&result);
             results.push(result);
         });
@@ -156,7 +202,7 @@ impl Engine {
         }
     }
 
-    fn scan_zip(&self, source: &str, zip: &ZipFiles<'_>) -> DistributionReport {
+    fn scan_zip(&self, source: &str, zip: &ZipFiles<'_>, tally: &Tally) -> DistributionReport {
         // Largest first, so that one big file does not finish last alone.
         let mut order: Vec<usize> = (0..zip.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
@@ -170,7 +216,7 @@ impl Engine {
                 let file = zip.extract(i)?;
                 let mut scanned = Scanned::default();
                 let mut scan = |file: &File| {
-                    let result = self.scan_file(file);
+                    let result = self.scan_file(file, tally);
                     stop.saw(&result);
                     scanned.files += 1;
                     scanned.bytes += file.data.len() as u64;
@@ -232,15 +278,19 @@ impl Engine {
     /// rule applies (under any of their names) are counted as skipped and
     /// not scanned.
     pub fn scan_files(&self, source: &str, files: Vec<File>) -> DistributionReport {
-        let (wanted, unwanted): (Vec<File>, Vec<File>) =
-            files.into_iter().partition(|f| self.rules.applies_to_file(f));
+        self.counted(|tally| self.scan_files_with(source, &files, tally))
+    }
+
+    fn scan_files_with(&self, source: &str, files: &[File], tally: &Tally) -> DistributionReport {
+        let (wanted, unwanted): (Vec<&File>, Vec<&File>) =
+            files.iter().partition(|f| self.rules.applies_to_file(f));
         let bytes: u64 = wanted.iter().map(|f| f.data.len() as u64).sum();
         let stop = Stop::new(self.deadline);
         let scan = |i: usize| -> Option<(usize, FileResult)> {
             if stop.skip(i, &wanted[i].path) {
                 return None;
             }
-            let result = self.scan_file(&wanted[i]);
+            let result = self.scan_file(wanted[i], tally);
             stop.saw(&result);
             Some((i, result))
         };
@@ -267,83 +317,150 @@ impl Engine {
 
     /// Scans one file with the rules of each of its names' groups; a match
     /// counts when its rule applies to any of the names.
-    fn scan_file(&self, file: &File) -> FileResult {
-        let result = self.scan_file_groups(file);
+    fn scan_file(&self, file: &File, tally: &Tally) -> FileResult {
+        let result = self.scan_file_groups(file, tally);
         if let Some(observer) = &self.on_file {
             observer.notify(file.data.len() as u64);
         }
         result
     }
 
-    fn scan_file_groups(&self, file: &File) -> FileResult {
+    fn scan_file_groups(&self, file: &File, tally: &Tally) -> FileResult {
         let mut groups: Vec<GroupId> = file.names().map(|name| self.rules.group_for(name)).collect();
         groups.sort_unstable();
         groups.dedup();
-        let mut matches: Vec<RuleMatch> = Vec::new();
-        let mut ranges: Vec<evidence::Ranges> = Vec::new();
-        for group in groups {
-            let scanned = with_scanner(&self.rules, self.timeout, group, |scanner, rules| {
-                scanner.scan(&file.data).map(|results| {
-                    results
-                        .matching_rules()
-                        .filter_map(|rule| Some((rules.lookup(rule.identifier())?, rule)))
-                        .filter(|(info, _)| file.names().any(|name| info.applies_to(name)))
-                        .map(|(info, rule)| {
-                            let found = evidence::Ranges::of(&rule);
-                            let m = RuleMatch {
-                                name: info.name.clone(),
-                                source: info.source.clone(),
-                                weight: info.weight,
-                                evidence: Vec::new(),
-                                match_count: found.count(),
-                            };
-                            (m, found)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            });
-            let error = match scanned {
-                Ok(found) => {
-                    for (found, found_ranges) in found {
-                        if !matches.iter().any(|m| m.name == found.name) {
-                            matches.push(found);
-                            ranges.push(found_ranges);
+        let size = file.data.len() as u64;
+        let started = Instant::now();
+        let cache = self.reuse.as_deref().filter(|cache| cache.active());
+        let digest: Option<[u8; 32]> = cache.map(|_| sha256(&file.data));
+        let mut reused = cache.is_some();
+        let mut engine_time = Duration::ZERO;
+        let mut raws: Vec<Arc<Raw>> = Vec::with_capacity(groups.len());
+        for &group in &groups {
+            let kept = match (cache, &digest) {
+                (Some(cache), Some(digest)) => {
+                    tally.add(Count::Lookups, 1);
+                    cache.get(digest, group)
+                }
+                _ => None,
+            };
+            let trusted = cache.is_some_and(|c| c.mode() == ReuseMode::Reuse && !c.audit_now());
+            if let Some(kept) = &kept
+                && trusted
+            {
+                raws.push(Arc::clone(kept));
+                continue;
+            }
+            // A miss, a hit in `observe` mode, or an audited hit: scan.
+            if kept.is_none() || cache.is_some_and(|c| c.mode() == ReuseMode::Reuse) {
+                reused = false;
+            }
+            let began = Instant::now();
+            let scanned = self.scan_group(file, group);
+            engine_time += began.elapsed();
+            let raw = match scanned {
+                Ok(raw) => raw,
+                Err(error) => return FileResult::Failed(UnscannedFile { path: file.path.clone(), error }),
+            };
+            if let (Some(cache), Some(digest)) = (cache, digest) {
+                match &kept {
+                    Some(kept) => {
+                        tally.add(Count::Validated, 1);
+                        if **kept != raw {
+                            tally.add(Count::Mismatched, 1);
+                            reused = false;
+                            cache.mismatch(&file.path);
                         }
                     }
-                    continue;
+                    None => {
+                        tally.add(Count::Inserted, 1);
+                        tally.add(Count::Evicted, cache.insert(digest, group, raw.clone()));
+                    }
                 }
-                Err(yara_x::errors::ScanError::Timeout) => {
-                    FileError::Timeout { seconds: self.timeout.as_secs() }
-                }
-                Err(err) => FileError::Scanner { message: err.to_string() },
-            };
-            return FileResult::Failed(UnscannedFile { path: file.path.clone(), error });
+            }
+            raws.push(Arc::new(raw));
         }
-        for (m, evidence) in matches.iter_mut().zip(evidence::locate(&file.data, ranges)) {
-            m.evidence = evidence;
+        if cache.is_some() {
+            tally.add(Count::Candidates, 1);
+            if reused {
+                tally.add(Count::Reused, 1);
+                tally.add(Count::ReusedBytes, size);
+            }
+            let overhead = started.elapsed().saturating_sub(engine_time);
+            tally.add(Count::OverheadUs, overhead.as_micros() as u64);
+        }
+        if !engine_time.is_zero() || cache.is_none() {
+            tally.add(Count::EngineFiles, 1);
+            tally.add(Count::EngineBytes, size);
+            tally.add(Count::EngineUs, engine_time.as_micros() as u64);
+        }
+
+        // The `filetype` filter, per name, on the raw results.
+        let infos = self.rules.rules();
+        let mut matches: Vec<RuleMatch> = Vec::new();
+        let mut ranges: Vec<evidence::Ranges> = Vec::new();
+        for (index, found) in raws.iter().flat_map(|raw| &raw.0) {
+            let info = &infos[*index];
+            if !file.names().any(|name| info.applies_to(name)) || matches.iter().any(|m| m.name == info.name)
+            {
+                continue;
+            }
+            matches.push(RuleMatch {
+                name: info.name.clone(),
+                source: info.source.clone(),
+                weight: info.weight,
+                evidence: Vec::new(),
+                match_count: found.count(),
+            });
+            ranges.push(found.clone());
         }
         if matches.is_empty() {
             return FileResult::Clean;
         }
+        for (m, evidence) in matches.iter_mut().zip(evidence::locate(&file.data, ranges)) {
+            m.evidence = evidence;
+        }
         FileResult::Matched(FileReport {
             path: file.path.clone(),
             aliases: file.aliases.clone(),
-            size: file.data.len() as u64,
-            sha256: sha256_hex(&file.data),
+            size,
+            sha256: hex(&digest.unwrap_or_else(|| sha256(&file.data))),
             score: matches.iter().map(|m| m.weight).sum(),
             matches,
             suppressed: Vec::new(),
         })
     }
+
+    /// The raw result of scanning `file` with `group`'s rules.
+    fn scan_group(&self, file: &File, group: GroupId) -> Result<Raw, FileError> {
+        let scanned = with_scanner(&self.rules, self.timeout, group, |scanner, rules| {
+            scanner.scan(&file.data).map(|results| {
+                Raw(results
+                    .matching_rules()
+                    .filter_map(|rule| {
+                        Some((rules.index_of(rule.identifier())?, evidence::Ranges::of(&rule)))
+                    })
+                    .collect())
+            })
+        });
+        scanned.map_err(|err| match err {
+            yara_x::errors::ScanError::Timeout => FileError::Timeout { seconds: self.timeout.as_secs() },
+            err => FileError::Scanner { message: err.to_string() },
+        })
+    }
 }
 
-/// SHA-256 of `data`, lower-case hex.
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
+/// SHA-256 of `data`.
+fn sha256(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        use std::fmt::Write;
+    sha2::Sha256::digest(data).into()
+}
+
+/// `bytes` as lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
         let _ = write!(hex, "{byte:02x}");
     }
     hex

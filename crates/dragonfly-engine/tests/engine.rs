@@ -515,3 +515,53 @@ fn the_file_observer_sees_every_scanned_file() {
     assert_eq!(report.files_scanned, 9);
     assert_eq!((seen.0.load(Ordering::Relaxed), seen.1.load(Ordering::Relaxed)), (9, 2_400_008));
 }
+
+#[test]
+fn reused_results_are_the_results_of_a_full_scan() {
+    use dragonfly_engine::{ReuseCache, ReuseMode};
+    let rules = Arc::new(RuleSet::bundled());
+    let plain = Engine::new(Arc::clone(&rules));
+    let cache = Arc::new(ReuseCache::new(ReuseMode::Reuse, 64 << 20).with_audit_every(0));
+    let reusing = Engine::new(Arc::clone(&rules)).with_reuse(Some(Arc::clone(&cache)));
+    let corpus = dragonfly_testkit::fixtures::demo_corpus();
+    let summary = |r: &dragonfly_engine::DistributionReport| {
+        let files: Vec<_> =
+            r.files.iter().map(|f| (f.path.clone(), f.sha256.clone(), f.matches.clone())).collect();
+        (r.score(), files, r.files_scanned, r.bytes_scanned, r.file_errors.clone())
+    };
+    let mut reused = 0;
+    for round in 0..2 {
+        for package in &corpus {
+            for dist in &package.distributions {
+                let want = plain.scan_archive(&dist.filename, &dist.bytes);
+                let got = reusing.scan_archive(&dist.filename, &dist.bytes);
+                assert_eq!(summary(&got), summary(&want), "{} round {round}", dist.filename);
+                if round == 1 {
+                    assert_eq!(got.reuse.reused_files, got.reuse.candidate_files, "{}", dist.filename);
+                    assert_eq!(got.reuse.engine_files, 0, "{}", dist.filename);
+                    reused += got.reuse.reused_files;
+                }
+            }
+        }
+    }
+    assert!(reused > 0);
+    assert_eq!(cache.totals().mismatched_files, 0);
+}
+
+#[test]
+fn identical_files_in_a_package_are_scanned_once() {
+    use dragonfly_engine::{ReuseCache, ReuseMode};
+    let cache = Arc::new(ReuseCache::new(ReuseMode::Reuse, 1 << 20).with_audit_every(0));
+    let engine =
+        Engine::new(Arc::new(RuleSet::compile("t", rules_source()).unwrap())).with_reuse(Some(cache));
+    let same = payload(&["import os\n", "os.sys", "tem('x')\n"]);
+    let files = ["a/setup.py", "b/setup.py", "c/m.py", "d/setup.py"]
+        .map(|path| dragonfly_flatten::File::new(path, same.clone()))
+        .to_vec();
+    let report = engine.scan_files("d", files);
+    // setup.py is one group, m.py another: two scans for four files.
+    assert_eq!((report.reuse.engine_files, report.reuse.reused_files), (2, 2), "{:?}", report.reuse);
+    let scores: Vec<i64> = report.files.iter().map(|f| f.score).collect();
+    assert_eq!(scores[0], scores[1]);
+    assert_eq!(report.files.iter().filter(|f| f.matches.iter().any(|m| m.name == "setup_system")).count(), 3);
+}
