@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use dragonfly_api::{ClientConfig, Secret};
-use dragonfly_engine::Limits;
+use dragonfly_engine::{Limits, ReuseMode};
 use dragonfly_orchestrator::NodeSettings;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -98,6 +98,10 @@ pub struct Config {
     pub grace_period: u64,
     /// Directory caching compiled rules by hash (none: no cache).
     pub rules_cache_dir: Option<PathBuf>,
+    /// Scan results reused by content: `off`, `observe` or `reuse`.
+    pub scan_reuse: ReuseMode,
+    /// Memory for results kept by content, bytes.
+    pub cache_size: u64,
     /// Address for Prometheus metrics and health endpoints (none: off).
     pub metrics_addr: Option<String>,
     /// `text` or `json`.
@@ -139,6 +143,8 @@ impl Default for Config {
             summary_interval: node.summary_interval.as_secs(),
             grace_period: node.grace_period.as_secs(),
             rules_cache_dir: None,
+            scan_reuse: node.scan_reuse,
+            cache_size: node.cache_size,
             metrics_addr: None,
             log_format: LogFormat::Text,
         }
@@ -313,6 +319,8 @@ impl Config {
             grace_period: secs(self.grace_period),
             summary_interval: secs(self.summary_interval),
             rules_cache_dir: self.rules_cache_dir.clone(),
+            scan_reuse: self.scan_reuse,
+            cache_size: self.cache_size,
             memory_limit: self.effective_memory_limit().map(|(bytes, _)| bytes),
             ..NodeSettings::default()
         }

@@ -81,7 +81,7 @@ impl Collector for NodeCollector {
             MetricType::Info,
         )?)?;
 
-        let counters: [Row; 13] = [
+        let counters: [Row; 18] = [
             ("jobs_leased", "Jobs leased from the control server.", None, s.jobs_leased),
             ("jobs_succeeded", "Jobs scanned completely (a score was reported).", None, s.jobs_succeeded),
             ("results_delivered", "Results the control server accepted.", None, s.results_delivered),
@@ -110,6 +110,31 @@ impl Collector for NodeCollector {
                 auth.renewals,
             ),
             ("auth_failures", "Login attempts that failed.", None, auth.failures),
+            (
+                "scan_reuse_lookups",
+                "Result cache lookups (a file and rule group each).",
+                None,
+                s.reuse.lookups,
+            ),
+            (
+                "scan_reuse_hits",
+                "Files whose results came from the result cache.",
+                None,
+                s.reuse.reused_files,
+            ),
+            (
+                "scan_reuse_reused",
+                "Bytes of files whose results came from the cache.",
+                Some(Unit::Bytes),
+                s.reuse.reused_bytes,
+            ),
+            ("scan_reuse_audits", "Cache hits checked by scanning again.", None, s.reuse.validated_files),
+            (
+                "scan_reuse_audit_mismatches",
+                "Checked cache hits that differed from a new scan (reuse is then off for the rule set).",
+                None,
+                s.reuse.mismatched_files,
+            ),
         ];
         for (name, help, unit, value) in &counters {
             let counter = ConstCounter::new(*value);

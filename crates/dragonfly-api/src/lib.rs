@@ -57,4 +57,4 @@ pub use client::{AuthStats, Client, check_http_url};
 pub use config::{Auth, ClientConfig, DEFAULT_AUDIENCE, DEFAULT_AUTH0_DOMAIN, DEFAULT_BASE_URL, Grant};
 pub use error::{Error, ErrorKind};
 pub use secret::Secret;
-pub use wire::{FailureBody, Job, JobResult, RuleSet, SuccessBody, inspector_url};
+pub use wire::{FailureBody, Job, JobResult, RuleSet, ScanReuse, SuccessBody, inspector_url};

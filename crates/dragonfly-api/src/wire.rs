@@ -82,6 +82,59 @@ pub struct SuccessBody {
     /// Echo of the job's `assignment_id`; omitted when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment_id: Option<String>,
+    /// How much scanning reuse avoided; omitted when reuse is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_reuse: Option<ScanReuse>,
+}
+
+/// The `scan_reuse` object of a successful result: what result reuse did
+/// for the job. Every count is at most 2^53 - 1, so that any JSON reader
+/// takes it exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ScanReuse {
+    /// `off`, `observe` or `reuse`.
+    pub mode: String,
+    pub lookups: u64,
+    pub candidate_files: u64,
+    pub reused_files: u64,
+    pub reused_bytes: u64,
+    pub inserted_files: u64,
+    pub evicted_files: u64,
+    pub errors: u64,
+    pub validated_files: u64,
+    pub mismatched_files: u64,
+    pub overhead_us: u64,
+    pub engine_us: u64,
+    pub engine_files: u64,
+    pub engine_bytes: u64,
+}
+
+impl ScanReuse {
+    /// The largest count sent.
+    pub const MAX: u64 = (1 << 53) - 1;
+
+    /// The same counts, each cut to [`ScanReuse::MAX`].
+    pub fn bounded(mut self) -> ScanReuse {
+        for n in [
+            &mut self.lookups,
+            &mut self.candidate_files,
+            &mut self.reused_files,
+            &mut self.reused_bytes,
+            &mut self.inserted_files,
+            &mut self.evicted_files,
+            &mut self.errors,
+            &mut self.validated_files,
+            &mut self.mismatched_files,
+            &mut self.overhead_us,
+            &mut self.engine_us,
+            &mut self.engine_files,
+            &mut self.engine_bytes,
+        ] {
+            *n = (*n).min(Self::MAX);
+        }
+        self
+    }
 }
 
 /// The body of a failed scan.
@@ -119,7 +172,16 @@ impl JobResult {
             commit: commit.into(),
             attempt: job.attempt,
             assignment_id: job.assignment_id.clone(),
+            scan_reuse: None,
         })
+    }
+
+    /// The same result carrying `reuse` (bounded) when it is a success.
+    pub fn with_scan_reuse(mut self, reuse: ScanReuse) -> Self {
+        if let JobResult::Success(body) = &mut self {
+            body.scan_reuse = Some(reuse.bounded());
+        }
+        self
     }
 
     /// A failure for `job`, echoing its `attempt` and `assignment_id`.

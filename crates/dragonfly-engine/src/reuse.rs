@@ -18,7 +18,8 @@ use crate::evidence::Ranges;
 use crate::plan::GroupId;
 
 /// Whether results are reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReuseMode {
     /// Every file is scanned; nothing is kept.
     Off,
@@ -67,8 +68,9 @@ impl FromStr for ReuseMode {
 /// One hit in this many is scanned again and compared, by default.
 pub const DEFAULT_AUDIT_EVERY: u64 = 100;
 
-/// Default memory budget of a [`ReuseCache`]: 32 MiB.
-pub const DEFAULT_BUDGET_BYTES: usize = 32 << 20;
+/// Default memory budget of a [`ReuseCache`]: 16 MiB, about 100 000
+/// files' results.
+pub const DEFAULT_BUDGET_BYTES: usize = 16 << 20;
 
 /// What reuse did, per distribution ([`DistributionReport::reuse`](crate::DistributionReport::reuse))
 /// or in all ([`ReuseCache::totals`]).

@@ -36,7 +36,13 @@ impl Downloader<'_> {
                 continue;
             }
             if leased.job.distributions.is_empty() {
-                hand_over(self.node.stats, &self.results, &leased.job, Err(FailureReason::NoDistributions));
+                hand_over(
+                    self.node.stats,
+                    &self.results,
+                    &leased.job,
+                    Err(FailureReason::NoDistributions),
+                    None,
+                );
                 continue;
             }
             if let Some(expected) = self.capacity.expected_job_time() {

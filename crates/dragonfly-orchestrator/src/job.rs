@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use dragonfly_api::{Job, JobResult};
-use dragonfly_engine::{DistributionReport, Engine, PackageReport};
+use dragonfly_engine::{DistributionReport, Engine, PackageReport, ReuseMode};
 
 use crate::failure::{FailureReason, Problem};
 use crate::result::job_result;
@@ -72,6 +72,11 @@ impl JobState {
             .as_ref()
     }
 
+    /// The reuse mode of the engine the job was scanned with, if it had one.
+    pub(crate) fn reuse_mode(&self) -> Option<ReuseMode> {
+        self.engine.get()?.as_ref()?.reuse().map(|cache| cache.mode())
+    }
+
     /// Records what became of distribution `index`; true when it was the
     /// last one outstanding.
     pub(crate) fn record(&self, index: usize, outcome: Result<DistributionReport, Problem>) -> bool {
@@ -118,6 +123,7 @@ pub(crate) fn hand_over(
     results: &Sender<JobResult>,
     job: &Job,
     outcome: Result<PackageReport, FailureReason>,
+    reuse: Option<ReuseMode>,
 ) {
     let (package, version) = (job.name.as_str(), job.version.as_str());
     match &outcome {
@@ -155,7 +161,11 @@ pub(crate) fn hand_over(
     stats.result_queued();
     // The sender outlives every producer while the node runs; at exit an
     // undeliverable result stays counted as held (abandoned).
-    let _ = results.send(job_result(job, &outcome));
+    let result = match &outcome {
+        Ok(report) => crate::result::with_reuse(job_result(job, &outcome), reuse, report),
+        Err(_) => job_result(job, &outcome),
+    };
+    let _ = results.send(result);
 }
 
 /// A panic's message.

@@ -1,8 +1,8 @@
 //! The edge between scans and the wire: a job and what became of it ->
 //! the `PUT /package` body.
 
-use dragonfly_api::{Job, JobResult};
-use dragonfly_engine::PackageReport;
+use dragonfly_api::{Job, JobResult, ScanReuse};
+use dragonfly_engine::{PackageReport, ReuseCounts, ReuseMode};
 
 use crate::failure::FailureReason;
 
@@ -19,6 +19,32 @@ pub fn job_result(job: &Job, outcome: &Result<PackageReport, FailureReason>) -> 
         }
         Err(reason) => JobResult::failure(job, reason.to_string()),
     }
+}
+
+/// `result` with the `scan_reuse` telemetry of `report`, when reuse was
+/// on (in `mode`) for it.
+pub(crate) fn with_reuse(result: JobResult, mode: Option<ReuseMode>, report: &PackageReport) -> JobResult {
+    let Some(mode) = mode.filter(|&m| m != ReuseMode::Off) else { return result };
+    let mut counts = ReuseCounts::default();
+    for dist in &report.distributions {
+        counts.add(&dist.reuse);
+    }
+    result.with_scan_reuse(ScanReuse {
+        mode: mode.as_str().to_owned(),
+        lookups: counts.lookups,
+        candidate_files: counts.candidate_files,
+        reused_files: counts.reused_files,
+        reused_bytes: counts.reused_bytes,
+        inserted_files: counts.inserted_files,
+        evicted_files: counts.evicted_files,
+        errors: 0,
+        validated_files: counts.validated_files,
+        mismatched_files: counts.mismatched_files,
+        overhead_us: counts.overhead_us,
+        engine_us: counts.engine_us,
+        engine_files: counts.engine_files,
+        engine_bytes: counts.engine_bytes,
+    })
 }
 
 #[cfg(test)]

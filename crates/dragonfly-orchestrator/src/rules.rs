@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use dragonfly_api::Backoff;
-use dragonfly_engine::{CompileError, Engine, RuleSet};
+use dragonfly_engine::{CompileError, Engine, ReuseCache, ReuseMode, RuleSet};
 
 use crate::node::Handles;
 
@@ -152,9 +152,15 @@ impl<'a> Rules<'a> {
         self.node.stats.rules_loaded(&set.hash, started.elapsed());
         log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
         let settings = self.node.settings;
+        // A cache per rule set: results of other rules are never looked up.
+        let reuse = (settings.scan_reuse != ReuseMode::Off).then(|| {
+            let budget = usize::try_from(settings.cache_size).unwrap_or(usize::MAX);
+            Arc::new(ReuseCache::new(settings.scan_reuse, budget))
+        });
         Ok(Engine::new(Arc::new(rules))
             .with_limits(settings.limits.clone())
-            .with_timeout(settings.scan_timeout))
+            .with_timeout(settings.scan_timeout)
+            .with_reuse(reuse))
     }
 
     fn cache_path(&self, hash: &str) -> Option<PathBuf> {

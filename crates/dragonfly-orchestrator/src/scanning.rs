@@ -106,7 +106,7 @@ impl Scanning<'_> {
             package = job.job.name.as_str(), version = job.job.version.as_str();
             "scanned in {:?}", job.started.elapsed()
         );
-        hand_over(self.node.stats, &self.results, &job.job, outcome);
+        hand_over(self.node.stats, &self.results, &job.job, outcome, job.reuse_mode());
     }
 }
 

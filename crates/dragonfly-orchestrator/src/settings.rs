@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dragonfly_engine::Limits;
+use dragonfly_engine::{DEFAULT_BUDGET_BYTES, Limits, ReuseMode};
 
 /// Jobs asked for per lease request.
 pub const DEFAULT_BULK_SIZE: usize = 20;
@@ -64,6 +64,11 @@ pub struct NodeSettings {
     pub rules_cache_dir: Option<PathBuf>,
     /// Retries of a failed download (transient errors only).
     pub download_retries: u32,
+    /// Whether scan results are reused by content.
+    pub scan_reuse: ReuseMode,
+    /// Memory for results kept by content, bytes (per rule set; counted
+    /// in the memory limit's split when reuse is on).
+    pub cache_size: u64,
 }
 
 impl Default for NodeSettings {
@@ -81,6 +86,8 @@ impl Default for NodeSettings {
             summary_interval: DEFAULT_SUMMARY_INTERVAL,
             rules_cache_dir: None,
             download_retries: DEFAULT_DOWNLOAD_RETRIES,
+            scan_reuse: ReuseMode::default(),
+            cache_size: DEFAULT_BUDGET_BYTES as u64,
         }
     }
 }
@@ -89,14 +96,15 @@ impl NodeSettings {
     /// Bytes the node's held and in-flight downloads may take: three per
     /// thread plus one at the largest size, and under a memory limit what
     /// is left of it once every thread holds its largest inflated file and
-    /// the process its overhead, between an eighth and a quarter of the
+    /// the process its overhead and result cache, between an eighth and a quarter of the
     /// limit: more held downloads would not make one thread faster, only
     /// wait longer.
     pub fn download_budget(&self) -> u64 {
         let by_size = self.max_scan_size.saturating_mul(3 * self.threads as u64 + 1);
         let Some(limit) = self.memory_limit else { return by_size };
         let inflated = self.limits.max_file_bytes.saturating_mul(self.threads as u64);
-        let left = limit.saturating_sub(inflated).saturating_sub(MEMORY_OVERHEAD);
+        let cache = if self.scan_reuse == ReuseMode::Off { 0 } else { self.cache_size };
+        let left = limit.saturating_sub(inflated).saturating_sub(MEMORY_OVERHEAD).saturating_sub(cache);
         by_size.min(left.clamp(limit / 8, limit / 4))
     }
 

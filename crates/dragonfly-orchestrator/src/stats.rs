@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use dragonfly_engine::{AnomalyKind, DistributionReport};
+use dragonfly_engine::{AnomalyKind, DistributionReport, ReuseCounts};
 
 use crate::failure::FailureKind;
 
@@ -40,6 +40,7 @@ pub struct Stats {
     rule_hash: Mutex<Option<String>>,
     /// Indexed like [`AnomalyKind::ALL`].
     anomalies: [AtomicU64; AnomalyKind::ALL.len()],
+    reuse: Mutex<ReuseCounts>,
 }
 
 /// The counters at one moment, as plain numbers.
@@ -67,6 +68,8 @@ pub struct StatsSnapshot {
     /// Archive constructs readers disagree on, by kind (every kind, in
     /// [`AnomalyKind::ALL`] order).
     pub anomalies: Vec<(AnomalyKind, u64)>,
+    /// What result reuse did.
+    pub reuse: ReuseCounts,
     /// Files scanned.
     pub files_scanned: u64,
     /// Files skipped because no rule applies to them.
@@ -145,6 +148,7 @@ impl Default for Stats {
             rule_compile_micros: zero(),
             rule_hash: Mutex::new(None),
             anomalies: std::array::from_fn(|_| zero()),
+            reuse: Mutex::default(),
         }
     }
 }
@@ -164,6 +168,7 @@ impl Stats {
             results_pending: get(&self.results_pending),
             jobs_held: get(&self.jobs_held),
             anomalies: AnomalyKind::ALL.iter().zip(&self.anomalies).map(|(k, n)| (*k, get(n))).collect(),
+            reuse: *self.reuse.lock().unwrap_or_else(|e| e.into_inner()),
             files_scanned: get(&self.files_scanned),
             files_skipped: get(&self.files_skipped),
             bytes_scanned: get(&self.bytes_scanned),
@@ -240,6 +245,7 @@ impl Stats {
                 self.anomalies[index].fetch_add(1, Relaxed);
             }
         }
+        self.reuse.lock().unwrap_or_else(|e| e.into_inner()).add(&report.reuse);
         let secs = elapsed.as_secs_f64();
         let bucket =
             SCAN_SECONDS_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(SCAN_SECONDS_BUCKETS.len());

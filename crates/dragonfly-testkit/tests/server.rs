@@ -231,6 +231,20 @@ fn package_results_are_validated_and_recorded() {
     let mut bad_score = success(&job);
     bad_score["score"] = json!("high");
     assert_eq!(put(&agent, &server, &bad_score).0, 422);
+    // `scan_reuse` takes a mode and bounded non-negative counts only.
+    for (reuse, problem) in [
+        (json!({"mode": "on"}), "mode"),
+        (json!({"mode": "reuse", "reused_files": -1}), "reused_files"),
+        (json!({"mode": "reuse", "engine_bytes": 9_007_199_254_740_992u64}), "engine_bytes"),
+        (json!({"mode": "reuse", "hits": 1}), "hits"),
+        (json!(7), "object"),
+    ] {
+        let mut body = success(&job);
+        body["scan_reuse"] = reuse;
+        let (status, reply) = put(&agent, &server, &body);
+        assert_eq!(status, 422, "{body}");
+        assert!(reply["detail"].as_str().is_some_and(|d| d.contains(problem)), "{reply}");
+    }
 
     let failure = json!({
         "name": "pkg", "version": "2.0", "reason": "download failed: 404",
@@ -242,10 +256,13 @@ fn package_results_are_validated_and_recorded() {
     let results = server.results();
     let summary: Vec<(u16, &str)> =
         results.iter().map(|result| (result.status, result.name.as_str())).collect();
-    assert_eq!(summary, [(404, "nope"), (400, ""), (422, "pkg"), (422, "pkg"), (200, "pkg"), (409, "pkg")]);
+    let refused = [(422, "pkg"); 7];
+    let expected: Vec<(u16, &str)> =
+        [(404, "nope"), (400, "")].into_iter().chain(refused).chain([(200, "pkg"), (409, "pkg")]).collect();
+    assert_eq!(summary, expected);
     assert_eq!(results[1].body, json!("{not json"));
-    assert_eq!(results[4].body, failure);
-    assert_eq!(results[4].version, "2.0");
+    assert_eq!(results[9].body, failure);
+    assert_eq!(results[9].version, "2.0");
 }
 
 #[test]

@@ -453,9 +453,55 @@ fn package(state: &mut State, body: &[u8], now: Instant) -> Reply {
     reply
 }
 
-const SUCCESS_FIELDS: [&str; 8] =
-    ["name", "version", "score", "inspector_url", "rules_matched", "commit", "attempt", "assignment_id"];
-const FAILURE_FIELDS: [&str; 5] = ["name", "version", "reason", "attempt", "assignment_id"];
+const SUCCESS_FIELDS: [&str; 9] = [
+    "name",
+    "version",
+    "score",
+    "inspector_url",
+    "rules_matched",
+    "commit",
+    "attempt",
+    "assignment_id",
+    "scan_reuse",
+];
+const FAILURE_FIELDS: [&str; 6] = ["name", "version", "reason", "attempt", "assignment_id", "scan_reuse"];
+
+/// The counts a `scan_reuse` object may carry (besides `mode`).
+const SCAN_REUSE_COUNTS: [&str; 13] = [
+    "lookups",
+    "candidate_files",
+    "reused_files",
+    "reused_bytes",
+    "inserted_files",
+    "evicted_files",
+    "errors",
+    "validated_files",
+    "mismatched_files",
+    "overhead_us",
+    "engine_us",
+    "engine_files",
+    "engine_bytes",
+];
+
+/// Checks a result's `scan_reuse`: a mode and bounded non-negative
+/// integers, nothing else.
+fn validate_scan_reuse(value: &Value) -> Result<(), String> {
+    let Value::Object(map) = value else {
+        return Err("field `scan_reuse` must be an object".into());
+    };
+    for (key, value) in map {
+        if key == "mode" {
+            if !matches!(value.as_str(), Some("off" | "observe" | "reuse")) {
+                return Err("`scan_reuse.mode` must be off, observe or reuse".into());
+            }
+        } else if !SCAN_REUSE_COUNTS.contains(&key.as_str()) {
+            return Err(format!("unexpected field `scan_reuse.{key}`"));
+        } else if value.as_u64().is_none_or(|n| n >= 1 << 53) {
+            return Err(format!("`scan_reuse.{key}` must be a non-negative integer below 2^53"));
+        }
+    }
+    Ok(())
+}
 
 /// Checks the shape of a result body (success or failure, told apart by
 /// `reason`); unknown fields are refused so that wire mistakes show.
@@ -476,6 +522,9 @@ fn validate(value: &Value) -> Result<Submission, String> {
         if failure { ("failure", &FAILURE_FIELDS) } else { ("success", &SUCCESS_FIELDS) };
     if let Some(key) = map.keys().find(|key| !allowed.contains(&key.as_str())) {
         return Err(format!("unexpected field `{key}` in a {kind} result"));
+    }
+    if let Some(reuse) = map.get("scan_reuse") {
+        validate_scan_reuse(reuse)?;
     }
     if failure {
         text("reason")?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use dragonfly_api::{Auth, Client, ClientConfig, pypi};
 use dragonfly_engine::{
-    Baseline, DistributionReport, Engine, Evidence, PackageReport, RuleMatch, RuleSet, SuppressedBy,
-    SuppressedMatch, Suppressions, parse_distribution_filename,
+    Baseline, DistributionReport, Engine, Evidence, PackageReport, ReuseCache, ReuseMode, RuleMatch, RuleSet,
+    SuppressedBy, SuppressedMatch, Suppressions, parse_distribution_filename,
 };
 use serde::Serialize;
 
@@ -42,9 +42,13 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let suppressions = load_suppressions(args.suppressions.as_deref())?;
     let (old, inputs) = baseline_inputs(args.baseline.as_deref(), &args.inputs)?;
     let progress = Progress::new(!args.no_progress, inputs.len() + usize::from(old.is_some()));
+    // Identical files (across inputs, a baseline and its upgrade) are
+    // scanned once.
+    let reuse = ReuseCache::new(ReuseMode::Reuse, dragonfly_engine::DEFAULT_BUDGET_BYTES);
     let engine = Engine::new(Arc::new(rules))
         .with_timeout(Duration::from_secs(args.timeout))
-        .with_file_observer(progress.observer());
+        .with_file_observer(progress.observer())
+        .with_reuse(Some(Arc::new(reuse)));
     let mut scanner = InputScanner { engine, args: &args, client: None, progress: &progress };
     let baseline = match &old {
         Some(old) => Some(scanner.baseline(old)?),

