@@ -20,6 +20,7 @@ mod measure;
 mod memory;
 mod procfs;
 mod report;
+mod reuse;
 mod rules;
 mod worst;
 
@@ -271,6 +272,42 @@ fn run(args: Args) -> Result<()> {
     let memory =
         memory::Memory::new(&node_1, &node, threads, worst_info, worst_run, WORST_LIMIT_BYTES, WORST_THREADS);
 
+    // The reuse section: consecutive releases, reuse off, observe, reuse.
+    let (projects, releases) = if args.tiny {
+        (2, 3)
+    } else if args.quick {
+        (3, 5)
+    } else {
+        (4, 8)
+    };
+    step(&format!("reuse: release stream of {projects} projects x {releases} releases, in memory"));
+    let stream = dragonfly_testkit::fixtures::release_stream(projects, releases);
+    let stream_info = reuse::StreamInfo {
+        projects,
+        releases,
+        archive_bytes: stream.iter().flat_map(|p| &p.distributions).map(|d| d.bytes.len() as u64).sum(),
+    };
+    let engine_reuse = reuse::engine_runs(&rule_set, &stream, releases)?;
+    let mut node_reuse = Vec::new();
+    for mode in reuse::modes() {
+        step(&format!("reuse: node end to end, {threads} threads, DRAGONFLY_SCAN_REUSE={mode}"));
+        let server =
+            FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+        server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+        let (_, file_server) = queue(&server, archives_of(&stream), args.downloads)?;
+        let mut extra_env = node_options.extra_env.clone();
+        extra_env.push(("DRAGONFLY_SCAN_REUSE".into(), mode.to_string()));
+        let options = NodeOptions {
+            log_path: out_dir.join(format!("node-reuse-{mode}.log")),
+            extra_env,
+            ..node_options.clone()
+        };
+        let run = measure::node_run(&server, &stream, &options)?;
+        node_reuse.push(reuse::node_outcome(mode, &server, &run));
+        drop((server, file_server));
+    }
+    let reuse = reuse::Reuse::new(stream_info, engine_reuse, node_reuse);
+
     let ratios = report::ratios(
         corpus.len(),
         [&engine_1, &engine_n, &archive_n],
@@ -304,6 +341,7 @@ fn run(args: Args) -> Result<()> {
         ratios,
         agreement,
         memory,
+        reuse,
     };
     println!("{}", report::table(&report));
     let json = serde_json::to_string_pretty(&report)?;
@@ -321,6 +359,17 @@ const WORST_LIMIT: &str = "512MiB";
 const WORST_LIMIT_BYTES: u64 = 512 << 20;
 /// Threads of the worst-case run.
 const WORST_THREADS: usize = 2;
+
+/// Copies of the corpus's archives.
+fn archives_of(corpus: &[Package]) -> Vec<Archives> {
+    corpus
+        .iter()
+        .map(|p| {
+            let files = p.distributions.iter().map(|d| (d.filename.clone(), d.bytes.clone())).collect();
+            (p.name.clone(), p.version.clone(), files)
+        })
+        .collect()
+}
 
 /// Takes the archives out of the corpus.
 fn corpus_archives(corpus: &mut [Package]) -> Vec<Archives> {
@@ -415,6 +464,20 @@ fn check(report: &Report, real_corpus: bool) -> Result<()> {
             worst.results_ok,
             worst.queue.packages
         );
+    }
+    // Reuse never changes a verdict, and every audit agrees.
+    let reuse = &report.reuse;
+    if !reuse.disagreements.is_empty() || reuse.mismatches() > 0 {
+        bail!(
+            "reuse: {} verdicts differ from reuse off ({}), {} audit mismatches",
+            reuse.disagreements.len(),
+            reuse.disagreements.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            reuse.mismatches()
+        );
+    }
+    let expected = reuse.stream.projects * reuse.stream.releases;
+    if let Some(node) = reuse.node.iter().find(|n| n.results_ok != expected) {
+        bail!("reuse: the node ({}) delivered {} of {expected} results", node.mode, node.results_ok);
     }
     if worst.peak_rss_bytes >= worst.memory_limit_bytes {
         bail!(

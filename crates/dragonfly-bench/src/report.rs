@@ -130,6 +130,8 @@ pub struct Report {
     pub agreement: Agreement,
     /// Peak memory on the corpus and on the worst-case queue.
     pub memory: crate::memory::Memory,
+    /// Result reuse on a stream of consecutive releases.
+    pub reuse: crate::reuse::Reuse,
 }
 
 /// MB (10^6 bytes) per second.
@@ -340,6 +342,7 @@ pub fn table(report: &Report) -> String {
         a.naive_vs_engine.len()
     );
     out.push_str(&r.memory.lines());
+    out.push_str(&r.reuse.lines());
     out
 }
 

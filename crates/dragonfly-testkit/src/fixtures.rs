@@ -458,6 +458,43 @@ pub fn bench_corpus(n_small: usize, n_wheels: usize, n_large: usize, large_mb: u
     out
 }
 
+/// Consecutive releases of `projects` projects, `releases` each, as PyPI
+/// serves them (an sdist and a wheel of the same files per release), oldest
+/// first, where most files carry over: each release regenerates two modules,
+/// bumps `__init__.py` and rebuilds its compiled extension (a `.so` of
+/// pseudo-random bytes, different every release). Benign; seeded.
+pub fn release_stream(projects: usize, releases: usize) -> Vec<FixturePackage> {
+    let mut out = Vec::with_capacity(projects * releases);
+    for p in 0..projects {
+        let name = format!("stream-{p:02}");
+        let mut rng = Rng::new(0x5ee0_0000_0000_0000 + p as u64);
+        let mut files = synth::wheel_project(&mut rng, &name);
+        let dir = files[0].path.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_owned());
+        let modules: Vec<usize> = (0..files.len())
+            .filter(|&i| files[i].path.ends_with(".py") && files[i].data.len() > 1024)
+            .collect();
+        for r in 0..releases {
+            let version = format!("2.{r}.0");
+            files[0] =
+                FixtureFile::new(format!("{dir}/__init__.py"), format!("__version__ = \"{version}\"\n"));
+            if r > 0 {
+                for _ in 0..2 {
+                    let i = modules[rng.range(0, modules.len() - 1)];
+                    let size = files[i].data.len();
+                    files[i].data = synth::python_module(&mut rng, size).into_bytes();
+                }
+            }
+            let mut with_binary = files.clone();
+            with_binary.push(FixtureFile::new(
+                format!("{dir}/_speedups.so"),
+                synth::elf_shared_object(&mut rng, 256 << 10),
+            ));
+            out.push(release(&name, &version, &with_binary, &with_binary, &[]));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -1,0 +1,275 @@
+//! The reuse section: a stream of consecutive releases through the engine
+//! (one thread, in memory) and the node, with result reuse off, observe and
+//! reuse.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dragonfly_engine::{DistributionReport, Engine, ReuseCache, ReuseCounts, ReuseMode, RuleSet};
+use dragonfly_testkit::server::FakeServer;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::corpus::Package;
+
+/// Rounds of the in-memory runs; the best time of each mode is kept.
+const ROUNDS: usize = 3;
+
+/// The modes, in the order they are run.
+const MODES: [ReuseMode; 3] = [ReuseMode::Off, ReuseMode::Observe, ReuseMode::Reuse];
+
+/// The release stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    /// Projects.
+    pub projects: usize,
+    /// Releases of each.
+    pub releases: usize,
+    /// Bytes of archives.
+    pub archive_bytes: u64,
+}
+
+/// One mode in memory: the later releases (every release but each
+/// project's first) after the first ones filled the cache.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineReuse {
+    /// `off`, `observe` or `reuse`.
+    pub mode: String,
+    /// Best time over the later releases, one thread, seconds.
+    pub secs_later: f64,
+    /// What reuse did over the later releases (last round).
+    pub counts: Counts,
+}
+
+/// One mode on the node: the whole stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReuse {
+    /// `off`, `observe` or `reuse`.
+    pub mode: String,
+    /// CPU time of the node process, seconds.
+    pub cpu_secs: f64,
+    /// From first lease to last result, seconds.
+    pub secs_working: f64,
+    /// Packages per second over `secs_working`.
+    pub packages_per_sec: f64,
+    /// Results answered 200.
+    pub results_ok: usize,
+    /// Summed from the `scan_reuse` of the results.
+    pub counts: Counts,
+}
+
+/// The counts reported.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Counts {
+    /// Files looked up.
+    pub candidate_files: u64,
+    /// Files whose results came from the cache (observe: would have).
+    pub reused_files: u64,
+    /// Their bytes.
+    pub reused_bytes: u64,
+    /// Hits checked by scanning again.
+    pub validated_files: u64,
+    /// Checked hits that differed.
+    pub mismatched_files: u64,
+}
+
+impl Counts {
+    fn of(c: &ReuseCounts) -> Counts {
+        Counts {
+            candidate_files: c.candidate_files,
+            reused_files: c.reused_files,
+            reused_bytes: c.reused_bytes,
+            validated_files: c.validated_files,
+            mismatched_files: c.mismatched_files,
+        }
+    }
+
+    fn hit_ratio(&self) -> f64 {
+        self.reused_files as f64 / self.candidate_files.max(1) as f64
+    }
+}
+
+/// The section of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reuse {
+    /// The stream.
+    pub stream: StreamInfo,
+    /// In memory, per mode.
+    pub engine: Vec<EngineReuse>,
+    /// The node, per mode.
+    pub node: Vec<NodeReuse>,
+    /// Later releases in memory: reuse time / off time (target <= 0.5).
+    pub later_reuse_vs_off: f64,
+    /// Node CPU: reuse / off over the whole stream.
+    pub node_cpu_reuse_vs_off: f64,
+    /// Releases whose verdict (score, rules) differs from `off`, as
+    /// `mode name version`.
+    pub disagreements: Vec<String>,
+}
+
+/// Runs the in-memory part: each mode over the later releases, after the
+/// first release of each project has filled a fresh cache.
+pub fn engine_runs(rules: &Arc<RuleSet>, stream: &[Package], releases: usize) -> Result<Vec<EngineReuse>> {
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().context("can not build a 1-thread pool")?;
+    let first: Vec<&Package> = stream.iter().step_by(releases.max(1)).collect();
+    let later: Vec<&Package> =
+        stream.iter().enumerate().filter(|(i, _)| i % releases.max(1) != 0).map(|(_, p)| p).collect();
+    let scan = |engine: &Engine, packages: &[&Package]| -> Vec<DistributionReport> {
+        packages
+            .iter()
+            .flat_map(|p| &p.distributions)
+            .map(|d| engine.scan_archive(&d.filename, &d.bytes))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for mode in MODES {
+        let mut best = f64::INFINITY;
+        let mut counts = Counts::default();
+        for _ in 0..ROUNDS {
+            let cache = (mode != ReuseMode::Off)
+                .then(|| Arc::new(ReuseCache::new(mode, dragonfly_engine::DEFAULT_BUDGET_BYTES)));
+            let engine = Engine::new(Arc::clone(rules)).with_reuse(cache);
+            pool.install(|| scan(&engine, &first));
+            let started = Instant::now();
+            let reports = pool.install(|| scan(&engine, &later));
+            best = best.min(started.elapsed().as_secs_f64());
+            let mut sum = ReuseCounts::default();
+            for report in &reports {
+                sum.add(&report.reuse);
+            }
+            counts = Counts::of(&sum);
+        }
+        out.push(EngineReuse { mode: mode.as_str().to_owned(), secs_later: best, counts });
+    }
+    Ok(out)
+}
+
+/// What one node run gave: the mode's numbers and each release's verdict.
+pub struct NodeOutcome {
+    /// The numbers.
+    pub run: NodeReuse,
+    /// `(name, version)` -> `(score, rules_matched)`.
+    pub verdicts: BTreeMap<(String, String), Value>,
+}
+
+/// Reads a node run over the stream from the server's results.
+pub fn node_outcome(mode: ReuseMode, server: &FakeServer, run: &crate::measure::NodeRun) -> NodeOutcome {
+    let mut sum = ReuseCounts::default();
+    let mut verdicts = BTreeMap::new();
+    for result in server.results() {
+        let body = &result.body;
+        verdicts.insert(
+            (result.name.clone(), result.version.clone()),
+            serde_json::json!([body["score"], body["rules_matched"], body["reason"]]),
+        );
+        let reuse = &body["scan_reuse"];
+        let n = |key: &str| reuse[key].as_u64().unwrap_or(0);
+        sum.add(&ReuseCounts {
+            candidate_files: n("candidate_files"),
+            reused_files: n("reused_files"),
+            reused_bytes: n("reused_bytes"),
+            validated_files: n("validated_files"),
+            mismatched_files: n("mismatched_files"),
+            ..ReuseCounts::default()
+        });
+    }
+    let packages = verdicts.len();
+    NodeOutcome {
+        run: NodeReuse {
+            mode: mode.as_str().to_owned(),
+            cpu_secs: run.cpu_secs,
+            secs_working: run.secs_working,
+            packages_per_sec: packages as f64 / run.secs_working.max(1e-9),
+            results_ok: run.results_ok,
+            counts: Counts::of(&sum),
+        },
+        verdicts,
+    }
+}
+
+/// The modes, for the caller's node runs.
+pub fn modes() -> [ReuseMode; 3] {
+    MODES
+}
+
+impl Reuse {
+    /// The section from its runs; `nodes` in [`modes`] order.
+    pub fn new(stream: StreamInfo, engine: Vec<EngineReuse>, nodes: Vec<NodeOutcome>) -> Reuse {
+        let engine_secs =
+            |mode: &str| engine.iter().find(|e| e.mode == mode).map_or(f64::NAN, |e| e.secs_later);
+        let node_cpu =
+            |mode: &str| nodes.iter().find(|n| n.run.mode == mode).map_or(f64::NAN, |n| n.run.cpu_secs);
+        let mut disagreements = Vec::new();
+        if let Some(off) = nodes.first() {
+            for other in &nodes[1..] {
+                for (key, verdict) in &other.verdicts {
+                    if off.verdicts.get(key) != Some(verdict) {
+                        disagreements.push(format!("{} {} {}", other.run.mode, key.0, key.1));
+                    }
+                }
+                if other.verdicts.len() != off.verdicts.len() {
+                    disagreements.push(format!(
+                        "{}: {} results, off: {}",
+                        other.run.mode,
+                        other.verdicts.len(),
+                        off.verdicts.len()
+                    ));
+                }
+            }
+        }
+        Reuse {
+            later_reuse_vs_off: engine_secs("reuse") / engine_secs("off"),
+            node_cpu_reuse_vs_off: node_cpu("reuse") / node_cpu("off"),
+            stream,
+            engine,
+            node: nodes.into_iter().map(|n| n.run).collect(),
+            disagreements,
+        }
+    }
+
+    /// Mismatched audits in any run.
+    pub fn mismatches(&self) -> u64 {
+        let engine = self.engine.iter().map(|e| e.counts.mismatched_files);
+        engine.chain(self.node.iter().map(|n| n.counts.mismatched_files)).sum()
+    }
+
+    /// The section as lines of the printed table.
+    pub fn lines(&self) -> String {
+        let s = &self.stream;
+        let mut out = format!(
+            "\nreuse: release stream of {} projects x {} releases (an sdist and a wheel each), {:.1} MB of archives\n",
+            s.projects,
+            s.releases,
+            s.archive_bytes as f64 / 1e6
+        );
+        out.push_str("\n| reuse | later releases in memory, 1 thread, s | hit ratio | reused MB | node CPU s | node packages/s | node hit ratio | node reused MB | audits | mismatches |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (e, n) in self.engine.iter().zip(&self.node) {
+            out.push_str(&format!(
+                "| {} | {:.3} | {:.2} | {:.1} | {:.2} | {:.1} | {:.2} | {:.1} | {} | {} |\n",
+                e.mode,
+                e.secs_later,
+                e.counts.hit_ratio(),
+                e.counts.reused_bytes as f64 / 1e6,
+                n.cpu_secs,
+                n.packages_per_sec,
+                n.counts.hit_ratio(),
+                n.counts.reused_bytes as f64 / 1e6,
+                e.counts.validated_files + n.counts.validated_files,
+                e.counts.mismatched_files + n.counts.mismatched_files,
+            ));
+        }
+        let met = |ok: bool| if ok { "met" } else { "MISSED" };
+        out.push_str(&format!(
+            "\nreuse: later releases in memory, reuse / off: {:.3} (target <= 0.5: {}); node CPU reuse / off: {:.3}; verdicts differing from off: {}\n",
+            self.later_reuse_vs_off,
+            met(self.later_reuse_vs_off <= 0.5),
+            self.node_cpu_reuse_vs_off,
+            self.disagreements.len()
+        ));
+        out
+    }
+}
