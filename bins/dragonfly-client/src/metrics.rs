@@ -511,10 +511,19 @@ mod tests {
             stats.result_retried();
         }
         stats.downloaded(1000);
+        let reuse = dragonfly_engine::ReuseCounts {
+            lookups: 11,
+            reused_files: 9,
+            reused_bytes: 3000,
+            validated_files: 2,
+            mismatched_files: 1,
+            ..Default::default()
+        };
         let report = DistributionReport {
             files_scanned: 7,
             files_skipped: 8,
             bytes_scanned: 4000,
+            reuse,
             ..Default::default()
         };
         stats.distribution_scanned(&report, Duration::from_millis(1));
@@ -537,6 +546,11 @@ mod tests {
             ("dragonfly_rules_info{hash=\"abc\\\"1\"}", "1"),
             ("dragonfly_auth_renewals_total", "0"),
             ("dragonfly_auth_failures_total", "0"),
+            ("dragonfly_scan_reuse_lookups_total", "11"),
+            ("dragonfly_scan_reuse_hits_total", "9"),
+            ("dragonfly_scan_reuse_reused_bytes_total", "3000"),
+            ("dragonfly_scan_reuse_audits_total", "2"),
+            ("dragonfly_scan_reuse_audit_mismatches_total", "1"),
         ];
         for (series, value) in expected {
             assert_eq!(value_of(&text, series), Some(value), "{series} in\n{text}");
