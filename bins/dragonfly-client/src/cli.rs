@@ -100,6 +100,11 @@ pub struct ScanArgs {
     #[arg(long)]
     pub explain: bool,
 
+    /// Keep scan results in DIR, so that files scanned before (by this
+    /// command, with the same rules) are not scanned again.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
     /// Never show the progress bar (it is shown on stderr only when stderr
     /// is a terminal).
     #[arg(long)]

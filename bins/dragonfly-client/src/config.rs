@@ -100,8 +100,11 @@ pub struct Config {
     pub rules_cache_dir: Option<PathBuf>,
     /// Scan results reused by content: `off`, `observe` or `reuse`.
     pub scan_reuse: ReuseMode,
-    /// Memory for results kept by content, bytes.
+    /// Memory for results kept by content, bytes; also the size of the
+    /// store under `cache_dir`.
     pub cache_size: u64,
+    /// Directory keeping scan results across restarts (none: memory only).
+    pub cache_dir: Option<PathBuf>,
     /// Address for Prometheus metrics and health endpoints (none: off).
     pub metrics_addr: Option<String>,
     /// `text` or `json`.
@@ -145,6 +148,7 @@ impl Default for Config {
             rules_cache_dir: None,
             scan_reuse: node.scan_reuse,
             cache_size: node.cache_size,
+            cache_dir: None,
             metrics_addr: None,
             log_format: LogFormat::Text,
         }
@@ -321,6 +325,7 @@ impl Config {
             rules_cache_dir: self.rules_cache_dir.clone(),
             scan_reuse: self.scan_reuse,
             cache_size: self.cache_size,
+            cache_dir: self.cache_dir.clone(),
             memory_limit: self.effective_memory_limit().map(|(bytes, _)| bytes),
             ..NodeSettings::default()
         }

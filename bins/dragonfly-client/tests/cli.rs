@@ -193,7 +193,12 @@ fn scan_json_snapshot() {
             "bytes_scanned": 271,
             "errors": [],
             "anomalies": [],
-            "suppressed": 0
+            "suppressed": 0,
+            "reuse": {
+              "candidate_files": 2,
+              "reused_files": 0,
+              "reused_bytes": 0
+            }
           }
         ]
     "#]]

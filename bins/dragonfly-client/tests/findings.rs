@@ -467,3 +467,28 @@ fn the_node_logs_its_top_match_and_sends_no_evidence_upstream() {
     let body = results[0].body.to_string();
     assert!(body.contains("\"score\"") && !body.contains("evidence") && !body.contains("curl -s"), "{body}");
 }
+
+#[test]
+fn scan_keeps_results_in_a_cache_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdist = write_sdist(dir.path(), "1.0", &[file("setup.py", setup_py("http://example.invalid/x"))]);
+    let cache = dir.path().join("cache");
+    let scan = || {
+        let (code, stdout, stderr) = run(common::clean_bin().args([
+            "scan",
+            "--format",
+            "json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            &sdist,
+        ]));
+        assert_eq!(code, 0, "{stderr}");
+        json(&stdout)
+    };
+    let first = scan();
+    assert_eq!(first[0]["reuse"]["reused_files"], 0);
+    let again = scan();
+    assert_eq!(again[0]["reuse"]["reused_files"], again[0]["reuse"]["candidate_files"], "{again}");
+    assert!(again[0]["reuse"]["reused_files"].as_u64().unwrap() > 0);
+    assert_eq!(again[0]["files"], first[0]["files"], "the same findings, evidence and all");
+}

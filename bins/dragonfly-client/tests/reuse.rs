@@ -39,6 +39,11 @@ fn releases() -> Vec<(String, Vec<FixtureFile>)> {
 /// Runs a node with `mode` over the releases, one job at a time; the
 /// result bodies by version.
 fn run_node(mode: &str) -> Vec<(String, Value)> {
+    run_node_with(mode, &[])
+}
+
+/// As [`run_node`], with more settings.
+fn run_node_with(mode: &str, env: &[(&str, &str)]) -> Vec<(String, Value)> {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
     let rules =
         dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
@@ -70,6 +75,7 @@ fn run_node(mode: &str) -> Vec<(String, Value)> {
             .env("DRAGONFLY_THREADS", "1")
             .env("DRAGONFLY_BULK_SIZE", "1")
             .env("DRAGONFLY_SCAN_REUSE", mode)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -128,5 +134,20 @@ fn reuse_gives_the_verdicts_of_a_full_scan_with_less_scanning() {
         assert_eq!(stats(body, "engine_files"), stats(body, "candidate_files"), "{version}: {body}");
         assert!(stats(body, "reused_files") >= 26, "{version}: {body}");
         assert_eq!(stats(body, "mismatched_files"), 0);
+    }
+}
+
+#[test]
+fn a_restarted_node_keeps_its_results_in_the_cache_directory() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().to_str().unwrap().to_owned();
+    let first = run_node_with("reuse", &[("DRAGONFLY_CACHE_DIR", &dir)]);
+    assert!(cache.path().join("scan-results.redb").is_file());
+    let again = run_node_with("reuse", &[("DRAGONFLY_CACHE_DIR", &dir)]);
+    for ((version, before), (_, after)) in first.iter().zip(&again) {
+        assert_eq!(verdict(before), verdict(after), "{version}");
+        // Everything was scanned before the restart.
+        assert_eq!(after["scan_reuse"]["engine_files"], 0, "{version}: {after}");
+        assert_eq!(after["scan_reuse"]["reused_files"], after["scan_reuse"]["candidate_files"], "{after}");
     }
 }

@@ -157,6 +157,16 @@ impl Ranges {
         self.count
     }
 
+    /// Ranges read back from a store.
+    pub(crate) fn from_parts(found: Vec<(String, Range<usize>)>, count: u64) -> Ranges {
+        Ranges { found, count }
+    }
+
+    /// The (pattern, range) pairs kept.
+    pub(crate) fn found(&self) -> &[(String, Range<usize>)] {
+        &self.found
+    }
+
     /// About how many bytes it holds.
     pub(crate) fn weight(&self) -> usize {
         self.found.iter().map(|(p, _)| 40 + p.len()).sum()

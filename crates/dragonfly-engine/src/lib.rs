@@ -72,7 +72,8 @@ pub use report::{
     StopReason, SuppressedBy, SuppressedMatch, UnscannedFile,
 };
 pub use reuse::{
-    DEFAULT_AUDIT_EVERY, DEFAULT_BUDGET_BYTES, ReuseCache, ReuseCounts, ReuseMode, ReuseModeError,
+    DEFAULT_AUDIT_EVERY, DEFAULT_BUDGET_BYTES, ResultStore, ReuseCache, ReuseCounts, ReuseMode,
+    ReuseModeError, engine_digest,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};

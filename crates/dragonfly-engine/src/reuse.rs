@@ -65,6 +65,32 @@ impl FromStr for ReuseMode {
     }
 }
 
+/// Where kept results outlive the process (a file under the node's cache
+/// directory). Errors are the store's to log: a result that can not be
+/// loaded is scanned again.
+pub trait ResultStore: Send + Sync + fmt::Debug {
+    /// The value saved under `key`, if any.
+    fn load(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Saves `(key, value)` pairs, keeping the store within its budget.
+    fn save(&self, entries: Vec<(Vec<u8>, Vec<u8>)>);
+}
+
+/// The format of kept results; part of [`engine_digest`].
+const RESULT_FORMAT: u32 = 1;
+
+/// Identifies this engine and how it reads results (64 hex digits): the
+/// same on every node of one release, from versions and features, never
+/// from the binary's bytes.
+pub fn engine_digest() -> String {
+    use sha2::Digest;
+    let identity = format!(
+        "dragonfly-engine {}; yara-x 1.22; modules {}; results v{RESULT_FORMAT}",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(feature = "all-modules") { "all" } else { "text" },
+    );
+    sha2::Sha256::digest(identity.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// One hit in this many is scanned again and compared, by default.
 pub const DEFAULT_AUDIT_EVERY: u64 = 100;
 
@@ -172,6 +198,64 @@ impl Tally {
 pub(crate) struct Raw(pub(crate) Vec<(usize, Ranges)>);
 
 impl Raw {
+    /// The stored form: per rule its name, match count and ranges.
+    fn encode(&self, rules: &crate::RuleSet) -> Vec<u8> {
+        let mut out = Vec::new();
+        let text = |out: &mut Vec<u8>, s: &str| {
+            out.extend((s.len() as u32).to_le_bytes());
+            out.extend(s.as_bytes());
+        };
+        out.extend((self.0.len() as u32).to_le_bytes());
+        for (index, ranges) in &self.0 {
+            text(&mut out, &rules.rules()[*index].name);
+            out.extend(ranges.count().to_le_bytes());
+            let found = ranges.found();
+            out.extend((found.len() as u32).to_le_bytes());
+            for (pattern, range) in found {
+                text(&mut out, pattern);
+                out.extend((range.start as u64).to_le_bytes());
+                out.extend((range.end as u64).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads [`Raw::encode`]'s form; `None` when it is not that, or names a
+    /// rule `rules` does not have.
+    fn decode(bytes: &[u8], rules: &crate::RuleSet) -> Option<Raw> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let slice = bytes.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(slice)
+        };
+        fn u32_of(b: &[u8]) -> usize {
+            u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize
+        }
+        fn u64_of(b: &[u8]) -> u64 {
+            u64::from_le_bytes(b.try_into().unwrap_or_default())
+        }
+        let n_rules = u32_of(take(4)?);
+        let mut raw = Vec::with_capacity(n_rules.min(1024));
+        for _ in 0..n_rules {
+            let len = u32_of(take(4)?);
+            let name = std::str::from_utf8(take(len)?).ok()?;
+            let index = rules.index_of(name)?;
+            let count = u64_of(take(8)?);
+            let n_found = u32_of(take(4)?);
+            let mut found = Vec::with_capacity(n_found.min(crate::MAX_EVIDENCE));
+            for _ in 0..n_found {
+                let len = u32_of(take(4)?);
+                let pattern = std::str::from_utf8(take(len)?).ok()?.to_owned();
+                let start = usize::try_from(u64_of(take(8)?)).ok()?;
+                let end = usize::try_from(u64_of(take(8)?)).ok()?;
+                found.push((pattern, start..end));
+            }
+            raw.push((index, Ranges::from_parts(found, count)));
+        }
+        (at == bytes.len()).then_some(Raw(raw))
+    }
+
     /// About how many bytes it holds.
     fn weight(&self) -> usize {
         96 + self.0.iter().map(|(_, r)| 48 + r.weight()).sum::<usize>()
@@ -200,6 +284,26 @@ pub struct ReuseCache {
     disabled: AtomicBool,
     hits: AtomicU64,
     totals: Mutex<ReuseCounts>,
+    store: Option<Store>,
+}
+
+/// A [`ResultStore`] with the key prefix of one engine and rule set, and
+/// the entries not saved yet.
+#[derive(Debug)]
+struct Store {
+    store: Arc<dyn ResultStore>,
+    namespace: [u8; 32],
+    pending: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+}
+
+impl Store {
+    fn key(&self, digest: &[u8; 32], group: GroupId) -> Vec<u8> {
+        let mut key = Vec::with_capacity(68);
+        key.extend(self.namespace);
+        key.extend(digest);
+        key.extend((group.0 as u32).to_le_bytes());
+        key
+    }
 }
 
 impl ReuseCache {
@@ -213,6 +317,29 @@ impl ReuseCache {
             disabled: AtomicBool::new(false),
             hits: AtomicU64::new(0),
             totals: Mutex::default(),
+            store: None,
+        }
+    }
+
+    /// Also keeps results in `store`, under a prefix of [`engine_digest`]
+    /// and `rules`' hash: results of other rules or engines are never
+    /// read. A cache with a store must only serve an engine with `rules`.
+    pub fn with_store(mut self, store: Arc<dyn ResultStore>, rules: &crate::RuleSet) -> ReuseCache {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(engine_digest().as_bytes());
+        hasher.update([0]);
+        hasher.update(rules.hash().as_bytes());
+        self.store = Some(Store { store, namespace: hasher.finalize().into(), pending: Mutex::default() });
+        self
+    }
+
+    /// Saves the results kept since the last call to the store, if any.
+    pub fn flush(&self) {
+        let Some(store) = &self.store else { return };
+        let pending = std::mem::take(&mut *store.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if !pending.is_empty() && self.active() {
+            store.store.save(pending);
         }
     }
 
@@ -260,12 +387,28 @@ impl ReuseCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn get(&self, digest: &[u8; 32], group: GroupId) -> Option<Arc<Raw>> {
-        self.lock().map.get(&(*digest, group)).cloned()
+    pub(crate) fn get(&self, digest: &[u8; 32], group: GroupId, rules: &crate::RuleSet) -> Option<Arc<Raw>> {
+        if let Some(raw) = self.lock().map.get(&(*digest, group)).cloned() {
+            return Some(raw);
+        }
+        let store = self.store.as_ref()?;
+        let raw = Raw::decode(&store.store.load(&store.key(digest, group))?, rules)?;
+        self.keep(*digest, group, raw.clone());
+        Some(Arc::new(raw))
     }
 
-    /// Keeps `raw`; returns how many older entries were dropped for it.
-    pub(crate) fn insert(&self, digest: [u8; 32], group: GroupId, raw: Raw) -> u64 {
+    /// Keeps `raw` in memory and, at the next [`ReuseCache::flush`], in
+    /// the store; returns how many older entries were dropped for it.
+    pub(crate) fn insert(&self, digest: [u8; 32], group: GroupId, raw: Raw, rules: &crate::RuleSet) -> u64 {
+        if let Some(store) = &self.store {
+            let entry = (store.key(&digest, group), raw.encode(rules));
+            store.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        }
+        self.keep(digest, group, raw)
+    }
+
+    /// Keeps `raw` in memory; returns how many older entries were dropped.
+    fn keep(&self, digest: [u8; 32], group: GroupId, raw: Raw) -> u64 {
         let weight = raw.weight();
         if weight > self.budget {
             return 0;
@@ -301,6 +444,9 @@ impl ReuseCache {
         self.disabled.store(true, Ordering::Relaxed);
         let mut entries = self.lock();
         *entries = Entries::default();
+        if let Some(store) = &self.store {
+            store.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
         log::error!(
             "scan reuse: a kept result differs from a new scan of `{path}`; reuse is off for this rule \
              set and the distribution is scanned again in full"
@@ -331,6 +477,7 @@ mod tests {
 
     #[test]
     fn the_budget_drops_the_oldest_and_keys_are_whole_digests() {
+        let rules = crate::RuleSet::compile("t", [("a.yar", "rule a { condition: true }")]).unwrap();
         let cache = ReuseCache::new(ReuseMode::Reuse, 3 * Raw::default().weight());
         let digest = |last: u8| {
             let mut d = [7u8; 32];
@@ -338,15 +485,15 @@ mod tests {
             d
         };
         for i in 0..3 {
-            assert_eq!(cache.insert(digest(i), GroupId(0), Raw::default()), 0);
+            assert_eq!(cache.insert(digest(i), GroupId(0), Raw::default(), &rules), 0);
         }
-        assert_eq!(cache.insert(digest(3), GroupId(0), Raw::default()), 1);
+        assert_eq!(cache.insert(digest(3), GroupId(0), Raw::default(), &rules), 1);
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&digest(0), GroupId(0)).is_none(), "oldest dropped");
-        assert!(cache.get(&digest(3), GroupId(0)).is_some());
+        assert!(cache.get(&digest(0), GroupId(0), &rules).is_none(), "oldest dropped");
+        assert!(cache.get(&digest(3), GroupId(0), &rules).is_some());
         // One bit of the digest, or another group, is another key.
-        assert!(cache.get(&digest(4), GroupId(0)).is_none());
-        assert!(cache.get(&digest(3), GroupId(1)).is_none());
+        assert!(cache.get(&digest(4), GroupId(0), &rules).is_none());
+        assert!(cache.get(&digest(3), GroupId(1), &rules).is_none());
     }
 
     fn engine(cache: &Arc<ReuseCache>) -> crate::Engine {
@@ -395,6 +542,63 @@ mod tests {
         let off = Arc::new(ReuseCache::new(ReuseMode::Off, 1 << 20));
         let report = engine.clone().with_reuse(Some(Arc::clone(&off))).scan_files("d", files());
         assert_eq!((report.reuse.lookups, report.reuse.engine_files, off.len()), (0, 2, 0));
+    }
+
+    /// A store in memory, as a file would be across restarts.
+    #[derive(Debug, Default)]
+    struct MemoryStore(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
+
+    impl ResultStore for MemoryStore {
+        fn load(&self, key: &[u8]) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        fn save(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+            self.0.lock().unwrap().extend(entries);
+        }
+    }
+
+    #[test]
+    fn a_store_keeps_results_across_restarts_for_the_same_rules_only() {
+        let store: Arc<MemoryStore> = Arc::default();
+        let start = |source: &str, hash: &str| {
+            let rules = Arc::new(crate::RuleSet::compile(hash, [("a.yar", source)]).unwrap());
+            let cache = ReuseCache::new(ReuseMode::Reuse, 1 << 20)
+                .with_audit_every(0)
+                .with_store(store.clone(), &rules);
+            crate::Engine::new(rules).with_reuse(Some(Arc::new(cache)))
+        };
+        let source =
+            r#"rule call { meta: weight = 3 filetype = ".py" strings: $a = "os.system(" condition: $a }"#;
+        let first = start(source, "r1").scan_files("d", files());
+        assert_eq!((first.reuse.engine_files, first.score()), (2, 3));
+        assert_eq!(store.0.lock().unwrap().len(), 2, "saved when the distribution was done");
+        // A new process: the results come from the store, evidence and all.
+        let again = start(source, "r1").scan_files("d", files());
+        assert_eq!((again.reuse.engine_files, again.reuse.reused_files), (0, 2));
+        assert_eq!(again.files, first.files);
+        // Other rules: nothing is read.
+        let other = start(source, "r2").scan_files("d", files());
+        assert_eq!(other.reuse.engine_files, 2);
+        // A stored value that is not a result is a miss.
+        for value in store.0.lock().unwrap().values_mut() {
+            value.truncate(value.len() / 2);
+        }
+        let damaged = start(source, "r1").scan_files("d", files());
+        assert_eq!((damaged.reuse.engine_files, damaged.score()), (2, 3));
+    }
+
+    #[test]
+    fn results_read_back_as_written() {
+        let rules = crate::RuleSet::compile("t", [("a.yar", "rule a { strings: $x = \"x\" condition: $x }")])
+            .unwrap();
+        let raw = Raw(vec![(0, Ranges::from_parts(vec![("$x".into(), 3..4), ("$x".into(), 9..10)], 7))]);
+        let bytes = raw.encode(&rules);
+        assert_eq!(Raw::decode(&bytes, &rules), Some(raw));
+        assert_eq!(Raw::decode(&bytes[..bytes.len() - 1], &rules), None);
+        assert_eq!(Raw::decode(&[bytes.as_slice(), &[0]].concat(), &rules), None);
+        let other = crate::RuleSet::compile("t", [("a.yar", "rule b { condition: true }")]).unwrap();
+        assert_eq!(Raw::decode(&bytes, &other), None, "a rule the set does not have");
+        assert_eq!(engine_digest().len(), 64);
     }
 
     #[test]

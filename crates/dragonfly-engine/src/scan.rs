@@ -154,6 +154,7 @@ impl Engine {
         }
         if let Some(cache) = &self.reuse {
             cache.add_totals(&report.reuse);
+            cache.flush();
         }
         report
     }
@@ -340,7 +341,7 @@ impl Engine {
             let kept = match (cache, &digest) {
                 (Some(cache), Some(digest)) => {
                     tally.add(Count::Lookups, 1);
-                    cache.get(digest, group)
+                    cache.get(digest, group, &self.rules)
                 }
                 _ => None,
             };
@@ -374,7 +375,7 @@ impl Engine {
                     }
                     None => {
                         tally.add(Count::Inserted, 1);
-                        tally.add(Count::Evicted, cache.insert(digest, group, raw.clone()));
+                        tally.add(Count::Evicted, cache.insert(digest, group, raw.clone(), &self.rules));
                     }
                 }
             }

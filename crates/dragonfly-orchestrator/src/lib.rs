@@ -62,6 +62,7 @@ mod sender;
 mod settings;
 mod shutdown;
 mod stats;
+mod store;
 mod sync;
 
 pub use failure::{DownloadError, FailureKind, FailureReason, Problem, Stage};
@@ -74,3 +75,4 @@ pub use settings::{
 };
 pub use shutdown::Shutdown;
 pub use stats::{SCAN_SECONDS_BUCKETS, Stats, StatsSnapshot};
+pub use store::{DiskStore, StoreError};

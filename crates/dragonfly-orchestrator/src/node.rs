@@ -80,7 +80,23 @@ impl Node {
             .num_threads(settings.threads)
             .thread_name(|i| format!("scan-{i}"))
             .build()?;
-        let rules = Rules::new(node, &pool);
+        // Results on disk are an accelerator: without the store the node
+        // scans everything, as it would on its first start.
+        let store = match (&settings.cache_dir, settings.scan_reuse) {
+            (Some(dir), mode) if mode != dragonfly_engine::ReuseMode::Off => {
+                match crate::store::DiskStore::open(dir, settings.cache_size) {
+                    Ok(store) => {
+                        Some(std::sync::Arc::new(store) as std::sync::Arc<dyn dragonfly_engine::ResultStore>)
+                    }
+                    Err(e) => {
+                        log::warn!("{e}; results are kept in memory only");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let rules = Rules::new(node, &pool, store);
         let capacity = Capacity::new(stats, settings.threads, settings.bulk_size, settings.lease_timeout);
         let budget = Budget::new(settings.download_budget().max(settings.download_cap()));
         let (pending_tx, pending_rx) = crossbeam_channel::unbounded::<Leased>();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use dragonfly_api::Backoff;
-use dragonfly_engine::{CompileError, Engine, ReuseCache, ReuseMode, RuleSet};
+use dragonfly_engine::{CompileError, Engine, ResultStore, ReuseCache, ReuseMode, RuleSet};
 
 use crate::node::Handles;
 
@@ -39,6 +39,8 @@ pub(crate) struct Rules<'a> {
     /// The scanning pool; rule groups are compiled on it.
     pool: &'a rayon::ThreadPool,
     current: RwLock<Option<Engine>>,
+    /// Where results outlive the process, if anywhere.
+    store: Option<Arc<dyn ResultStore>>,
     /// Serialises refreshes so that a rule set is fetched and compiled once.
     refresh: Mutex<RetryState>,
 }
@@ -53,8 +55,12 @@ struct RetryState {
 }
 
 impl<'a> Rules<'a> {
-    pub(crate) fn new(node: Handles<'a>, pool: &'a rayon::ThreadPool) -> Self {
-        Rules { node, pool, current: RwLock::new(None), refresh: Mutex::new(RetryState::default()) }
+    pub(crate) fn new(
+        node: Handles<'a>,
+        pool: &'a rayon::ThreadPool,
+        store: Option<Arc<dyn ResultStore>>,
+    ) -> Self {
+        Rules { node, pool, current: RwLock::new(None), store, refresh: Mutex::new(RetryState::default()) }
     }
 
     /// The engine for the current rules, if any were loaded yet.
@@ -155,7 +161,11 @@ impl<'a> Rules<'a> {
         // A cache per rule set: results of other rules are never looked up.
         let reuse = (settings.scan_reuse != ReuseMode::Off).then(|| {
             let budget = usize::try_from(settings.cache_size).unwrap_or(usize::MAX);
-            Arc::new(ReuseCache::new(settings.scan_reuse, budget))
+            let cache = ReuseCache::new(settings.scan_reuse, budget);
+            Arc::new(match &self.store {
+                Some(store) => cache.with_store(Arc::clone(store), &rules),
+                None => cache,
+            })
         });
         Ok(Engine::new(Arc::new(rules))
             .with_limits(settings.limits.clone())

@@ -67,8 +67,12 @@ pub struct NodeSettings {
     /// Whether scan results are reused by content.
     pub scan_reuse: ReuseMode,
     /// Memory for results kept by content, bytes (per rule set; counted
-    /// in the memory limit's split when reuse is on).
+    /// in the memory limit's split when reuse is on); also the size of the
+    /// store under `cache_dir`.
     pub cache_size: u64,
+    /// Directory of the store that keeps results across restarts (none:
+    /// in memory only).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for NodeSettings {
@@ -88,6 +92,7 @@ impl Default for NodeSettings {
             download_retries: DEFAULT_DOWNLOAD_RETRIES,
             scan_reuse: ReuseMode::default(),
             cache_size: DEFAULT_BUDGET_BYTES as u64,
+            cache_dir: None,
         }
     }
 }

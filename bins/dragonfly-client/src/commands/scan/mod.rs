@@ -13,6 +13,7 @@ use dragonfly_engine::{
     Baseline, DistributionReport, Engine, Evidence, PackageReport, ReuseCache, ReuseMode, RuleMatch, RuleSet,
     SuppressedBy, SuppressedMatch, Suppressions, parse_distribution_filename,
 };
+use dragonfly_orchestrator::DiskStore;
 use serde::Serialize;
 
 use crate::cli::{Format, ScanArgs};
@@ -44,7 +45,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let progress = Progress::new(!args.no_progress, inputs.len() + usize::from(old.is_some()));
     // Identical files (across inputs, a baseline and its upgrade) are
     // scanned once.
-    let reuse = ReuseCache::new(ReuseMode::Reuse, dragonfly_engine::DEFAULT_BUDGET_BYTES);
+    let mut reuse = ReuseCache::new(ReuseMode::Reuse, dragonfly_engine::DEFAULT_BUDGET_BYTES);
+    if let Some(dir) = &args.cache_dir {
+        let store = DiskStore::open(dir, dragonfly_engine::DEFAULT_BUDGET_BYTES as u64)?;
+        reuse = reuse.with_store(Arc::new(store), &rules);
+    }
     let engine = Engine::new(Arc::new(rules))
         .with_timeout(Duration::from_secs(args.timeout))
         .with_file_observer(progress.observer())
@@ -349,12 +354,22 @@ struct InputResult {
     anomalies: Vec<AnomalyRow>,
     /// Matches taken out of the score by the suppression list.
     suppressed: usize,
+    /// Files whose results were reused (identical bytes scanned before, in
+    /// this invocation or, with --cache-dir, an earlier one).
+    reuse: ReuseRow,
     /// The release compared with, with `--baseline`.
     #[serde(skip_serializing_if = "Option::is_none")]
     baseline: Option<BaselineRow>,
     /// Path of the most malicious file, for the table.
     #[serde(skip)]
     top_file: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ReuseRow {
+    candidate_files: u64,
+    reused_files: u64,
+    reused_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -524,6 +539,15 @@ impl InputResult {
                 })
                 .collect(),
             suppressed: 0,
+            reuse: {
+                let mut row = ReuseRow::default();
+                for d in &report.distributions {
+                    row.candidate_files += d.reuse.candidate_files;
+                    row.reused_files += d.reuse.reused_files;
+                    row.reused_bytes += d.reuse.reused_bytes;
+                }
+                row
+            },
             baseline: None,
         }
     }
@@ -551,6 +575,7 @@ impl InputResult {
             errors: vec![message],
             anomalies: Vec::new(),
             suppressed: 0,
+            reuse: ReuseRow::default(),
             baseline: None,
             top_file: None,
         }
