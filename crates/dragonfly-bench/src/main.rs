@@ -303,7 +303,26 @@ fn run(args: Args) -> Result<()> {
             ..node_options.clone()
         };
         let run = measure::node_run(&server, &stream, &options)?;
-        node_reuse.push(reuse::node_outcome(mode, &server, &run));
+        node_reuse.push(reuse::node_outcome(mode.as_str(), &server, &run));
+        drop((server, file_server));
+    }
+    // With the store: a first run fills it, the restarted node is measured.
+    let cache_dir = tempfile::tempdir().context("can not create a cache directory")?;
+    for round in ["reuse, store filled", "reuse, after restart"] {
+        step(&format!("reuse: node end to end, {threads} threads, DRAGONFLY_CACHE_DIR ({round})"));
+        let server =
+            FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
+        server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+        let (_, file_server) = queue(&server, archives_of(&stream), args.downloads)?;
+        let mut extra_env = node_options.extra_env.clone();
+        extra_env.push(("DRAGONFLY_SCAN_REUSE".into(), "reuse".into()));
+        extra_env.push(("DRAGONFLY_CACHE_DIR".into(), cache_dir.path().display().to_string()));
+        let options =
+            NodeOptions { log_path: out_dir.join("node-reuse-store.log"), extra_env, ..node_options.clone() };
+        let run = measure::node_run(&server, &stream, &options)?;
+        if round.ends_with("restart") {
+            node_reuse.push(reuse::node_outcome(round, &server, &run));
+        }
         drop((server, file_server));
     }
     let reuse = reuse::Reuse::new(stream_info, engine_reuse, node_reuse);
