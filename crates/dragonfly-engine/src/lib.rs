@@ -73,7 +73,7 @@ pub use report::{
 };
 pub use reuse::{
     DEFAULT_AUDIT_EVERY, DEFAULT_BUDGET_BYTES, ResultStore, ReuseCache, ReuseCounts, ReuseMode,
-    ReuseModeError, engine_digest,
+    ReuseModeError, engine_digest, rules_digest,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};

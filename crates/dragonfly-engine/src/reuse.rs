@@ -73,6 +73,25 @@ pub trait ResultStore: Send + Sync + fmt::Debug {
     fn load(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Saves `(key, value)` pairs, keeping the store within its budget.
     fn save(&self, entries: Vec<(Vec<u8>, Vec<u8>)>);
+    /// Removes every entry whose key starts with `prefix`.
+    fn forget(&self, prefix: &[u8]);
+}
+
+/// `rules_digest` of the scan-cache protocol: SHA-256 over the rule files
+/// sorted by name, each file's name then its source, each preceded by its
+/// length in bytes as an 8-byte big-endian integer (64 hex digits).
+pub fn rules_digest<N: AsRef<str>, S: AsRef<str>>(sources: impl IntoIterator<Item = (N, S)>) -> String {
+    use sha2::Digest;
+    let mut sorted: Vec<(N, S)> = sources.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    let mut hasher = sha2::Sha256::new();
+    for (name, source) in &sorted {
+        for part in [name.as_ref(), source.as_ref()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The format of kept results; part of [`engine_digest`].
@@ -84,7 +103,8 @@ const RESULT_FORMAT: u32 = 1;
 pub fn engine_digest() -> String {
     use sha2::Digest;
     let identity = format!(
-        "dragonfly-engine {}; yara-x 1.22; modules {}; results v{RESULT_FORMAT}",
+        // yara-x as the workspace pins it (with yara-x-parser, "=1.22.1").
+        "dragonfly-engine {}; yara-x 1.22.1; modules {}; results v{RESULT_FORMAT}",
         env!("CARGO_PKG_VERSION"),
         if cfg!(feature = "all-modules") { "all" } else { "text" },
     );
@@ -220,9 +240,10 @@ impl Raw {
         out
     }
 
-    /// Reads [`Raw::encode`]'s form; `None` when it is not that, or names a
-    /// rule `rules` does not have.
-    fn decode(bytes: &[u8], rules: &crate::RuleSet) -> Option<Raw> {
+    /// Reads [`Raw::encode`]'s form for a file of `size` bytes; `None` when
+    /// it is not that, names a rule `rules` does not have, or could not come
+    /// from a scan of such a file.
+    fn decode(bytes: &[u8], rules: &crate::RuleSet, size: usize) -> Option<Raw> {
         let mut at = 0usize;
         let mut take = |n: usize| -> Option<&[u8]> {
             let slice = bytes.get(at..at.checked_add(n)?)?;
@@ -236,19 +257,28 @@ impl Raw {
             u64::from_le_bytes(b.try_into().unwrap_or_default())
         }
         let n_rules = u32_of(take(4)?);
-        let mut raw = Vec::with_capacity(n_rules.min(1024));
+        let mut raw: Vec<(usize, Ranges)> = Vec::with_capacity(n_rules.min(1024));
         for _ in 0..n_rules {
             let len = u32_of(take(4)?);
             let name = std::str::from_utf8(take(len)?).ok()?;
             let index = rules.index_of(name)?;
             let count = u64_of(take(8)?);
             let n_found = u32_of(take(4)?);
-            let mut found = Vec::with_capacity(n_found.min(crate::MAX_EVIDENCE));
+            // What a scan can give, and nothing else: a rule once, at most
+            // MAX_EVIDENCE ranges, no more than counted, each in order.
+            if raw.iter().any(|(i, _)| *i == index) || n_found > crate::MAX_EVIDENCE || n_found as u64 > count
+            {
+                return None;
+            }
+            let mut found = Vec::with_capacity(n_found);
             for _ in 0..n_found {
                 let len = u32_of(take(4)?);
                 let pattern = std::str::from_utf8(take(len)?).ok()?.to_owned();
                 let start = usize::try_from(u64_of(take(8)?)).ok()?;
                 let end = usize::try_from(u64_of(take(8)?)).ok()?;
+                if start > end || end > size {
+                    return None;
+                }
                 found.push((pattern, start..end));
             }
             raw.push((index, Ranges::from_parts(found, count)));
@@ -321,15 +351,24 @@ impl ReuseCache {
         }
     }
 
-    /// Also keeps results in `store`, under a prefix of [`engine_digest`]
-    /// and `rules`' hash: results of other rules or engines are never
-    /// read. A cache with a store must only serve an engine with `rules`.
-    pub fn with_store(mut self, store: Arc<dyn ResultStore>, rules: &crate::RuleSet) -> ReuseCache {
+    /// Also keeps results in `store`, under a prefix of [`engine_digest`],
+    /// `rules`' hash and `sources_digest` (the [`rules_digest`] of the
+    /// sources `rules` were compiled from): results of other rules or
+    /// engines are never read. A cache with a store must only serve an
+    /// engine with `rules`.
+    pub fn with_store(
+        mut self,
+        store: Arc<dyn ResultStore>,
+        rules: &crate::RuleSet,
+        sources_digest: &str,
+    ) -> ReuseCache {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
         hasher.update(engine_digest().as_bytes());
         hasher.update([0]);
         hasher.update(rules.hash().as_bytes());
+        hasher.update([0]);
+        hasher.update(sources_digest.as_bytes());
         self.store = Some(Store { store, namespace: hasher.finalize().into(), pending: Mutex::default() });
         self
     }
@@ -387,12 +426,18 @@ impl ReuseCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn get(&self, digest: &[u8; 32], group: GroupId, rules: &crate::RuleSet) -> Option<Arc<Raw>> {
+    pub(crate) fn get(
+        &self,
+        digest: &[u8; 32],
+        group: GroupId,
+        rules: &crate::RuleSet,
+        size: usize,
+    ) -> Option<Arc<Raw>> {
         if let Some(raw) = self.lock().map.get(&(*digest, group)).cloned() {
             return Some(raw);
         }
         let store = self.store.as_ref()?;
-        let raw = Raw::decode(&store.store.load(&store.key(digest, group))?, rules)?;
+        let raw = Raw::decode(&store.store.load(&store.key(digest, group))?, rules, size)?;
         self.keep(*digest, group, raw.clone());
         Some(Arc::new(raw))
     }
@@ -400,7 +445,9 @@ impl ReuseCache {
     /// Keeps `raw` in memory and, at the next [`ReuseCache::flush`], in
     /// the store; returns how many older entries were dropped for it.
     pub(crate) fn insert(&self, digest: [u8; 32], group: GroupId, raw: Raw, rules: &crate::RuleSet) -> u64 {
-        if let Some(store) = &self.store {
+        if let Some(store) = &self.store
+            && raw.weight() <= self.budget
+        {
             let entry = (store.key(&digest, group), raw.encode(rules));
             store.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
         }
@@ -446,6 +493,8 @@ impl ReuseCache {
         *entries = Entries::default();
         if let Some(store) = &self.store {
             store.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            // What is on disk for these rules is not trusted either.
+            store.store.forget(&store.namespace);
         }
         log::error!(
             "scan reuse: a kept result differs from a new scan of `{path}`; reuse is off for this rule \
@@ -489,11 +538,11 @@ mod tests {
         }
         assert_eq!(cache.insert(digest(3), GroupId(0), Raw::default(), &rules), 1);
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&digest(0), GroupId(0), &rules).is_none(), "oldest dropped");
-        assert!(cache.get(&digest(3), GroupId(0), &rules).is_some());
+        assert!(cache.get(&digest(0), GroupId(0), &rules, 0).is_none(), "oldest dropped");
+        assert!(cache.get(&digest(3), GroupId(0), &rules, 0).is_some());
         // One bit of the digest, or another group, is another key.
-        assert!(cache.get(&digest(4), GroupId(0), &rules).is_none());
-        assert!(cache.get(&digest(3), GroupId(1), &rules).is_none());
+        assert!(cache.get(&digest(4), GroupId(0), &rules, 0).is_none());
+        assert!(cache.get(&digest(3), GroupId(1), &rules, 0).is_none());
     }
 
     fn engine(cache: &Arc<ReuseCache>) -> crate::Engine {
@@ -555,6 +604,9 @@ mod tests {
         fn save(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) {
             self.0.lock().unwrap().extend(entries);
         }
+        fn forget(&self, prefix: &[u8]) {
+            self.0.lock().unwrap().retain(|key, _| !key.starts_with(prefix));
+        }
     }
 
     #[test]
@@ -562,9 +614,11 @@ mod tests {
         let store: Arc<MemoryStore> = Arc::default();
         let start = |source: &str, hash: &str| {
             let rules = Arc::new(crate::RuleSet::compile(hash, [("a.yar", source)]).unwrap());
-            let cache = ReuseCache::new(ReuseMode::Reuse, 1 << 20)
-                .with_audit_every(0)
-                .with_store(store.clone(), &rules);
+            let cache = ReuseCache::new(ReuseMode::Reuse, 1 << 20).with_audit_every(0).with_store(
+                store.clone(),
+                &rules,
+                &rules_digest([("a.yar", source)]),
+            );
             crate::Engine::new(rules).with_reuse(Some(Arc::new(cache)))
         };
         let source =
@@ -588,17 +642,58 @@ mod tests {
     }
 
     #[test]
+    fn rules_that_read_the_clock_are_never_reused_and_a_mismatch_forgets_the_store() {
+        let timed = r#"import "time"
+            rule fresh { meta: filetype = ".py" strings: $a = "os.system(" condition: $a and time.now() > 0 }"#;
+        let rules = Arc::new(crate::RuleSet::compile("t", [("a.yar", timed)]).unwrap());
+        assert!(rules.reads_the_clock());
+        let cache = Arc::new(ReuseCache::new(ReuseMode::Reuse, 1 << 20));
+        let engine = crate::Engine::new(rules).with_reuse(Some(Arc::clone(&cache)));
+        engine.scan_files("d", files());
+        let again = engine.scan_files("d", files());
+        assert_eq!((again.reuse.lookups, again.reuse.engine_files, cache.len()), (0, 2, 0));
+
+        let store: Arc<MemoryStore> = Arc::default();
+        let source =
+            r#"rule call { meta: weight = 3 filetype = ".py" strings: $a = "os.system(" condition: $a }"#;
+        let rules = Arc::new(crate::RuleSet::compile("r1", [("a.yar", source)]).unwrap());
+        let cache = Arc::new(ReuseCache::new(ReuseMode::Reuse, 1 << 20).with_audit_every(1).with_store(
+            store.clone(),
+            &rules,
+            "d1",
+        ));
+        let engine = crate::Engine::new(rules).with_reuse(Some(Arc::clone(&cache)));
+        engine.scan_files("d", files());
+        assert_eq!(store.0.lock().unwrap().len(), 2);
+        cache.replace_all(Raw::default());
+        let checked = engine.scan_files("d", files());
+        assert_eq!(checked.score(), 3);
+        assert!(store.0.lock().unwrap().is_empty(), "nothing kept for these rules is trusted");
+    }
+
+    #[test]
     fn results_read_back_as_written() {
         let rules = crate::RuleSet::compile("t", [("a.yar", "rule a { strings: $x = \"x\" condition: $x }")])
             .unwrap();
         let raw = Raw(vec![(0, Ranges::from_parts(vec![("$x".into(), 3..4), ("$x".into(), 9..10)], 7))]);
         let bytes = raw.encode(&rules);
-        assert_eq!(Raw::decode(&bytes, &rules), Some(raw));
-        assert_eq!(Raw::decode(&bytes[..bytes.len() - 1], &rules), None);
-        assert_eq!(Raw::decode(&[bytes.as_slice(), &[0]].concat(), &rules), None);
+        assert_eq!(Raw::decode(&bytes, &rules, 10), Some(raw.clone()));
+        assert_eq!(Raw::decode(&bytes, &rules, 9), None, "a range past the file");
+        assert_eq!(Raw::decode(&bytes[..bytes.len() - 1], &rules, 10), None);
+        assert_eq!(Raw::decode(&[bytes.as_slice(), &[0]].concat(), &rules, 10), None);
         let other = crate::RuleSet::compile("t", [("a.yar", "rule b { condition: true }")]).unwrap();
-        assert_eq!(Raw::decode(&bytes, &other), None, "a rule the set does not have");
+        assert_eq!(Raw::decode(&bytes, &other, 10), None, "a rule the set does not have");
+        let twice = Raw(vec![raw.0[0].clone(), raw.0[0].clone()]);
+        assert_eq!(Raw::decode(&twice.encode(&rules), &rules, 10), None, "a rule twice");
+        let overcounted =
+            Raw(vec![(0, Ranges::from_parts(vec![("$x".into(), 3..4), ("$x".into(), 9..10)], 1))]);
+        assert_eq!(Raw::decode(&overcounted.encode(&rules), &rules, 10), None);
         assert_eq!(engine_digest().len(), 64);
+        // The protocol's rules_digest: order-independent, length-prefixed.
+        let a = rules_digest([("b.yar", "x"), ("a.yar", "yz")]);
+        assert_eq!(a, rules_digest([("a.yar", "yz"), ("b.yar", "x")]));
+        assert_ne!(a, rules_digest([("a.yar", "y"), ("b.yar", "zx")]));
+        assert_eq!(a.len(), 64);
     }
 
     #[test]

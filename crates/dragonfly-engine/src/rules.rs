@@ -92,6 +92,8 @@ pub struct RuleSet {
     info: Vec<RuleInfo>,
     /// Rule name -> position in `info` (names are unique in a set).
     index: HashMap<String, usize>,
+    /// Whether the rules import `time`.
+    reads_the_clock: bool,
     warnings: Vec<String>,
     /// Some rule has no `filetype`: every file must be scanned.
     any_rule_for_all_files: bool,
@@ -192,7 +194,8 @@ impl RuleSet {
             log::warn!("rules {hash}: {warning}");
         }
         let any_rule_for_all_files = info.iter().any(|r| !r.private && r.filetypes.is_none());
-        Ok(RuleSet { compiled, table, hash, info, index, warnings, any_rule_for_all_files })
+        let reads_the_clock = compiled[GroupId::WHOLE_SET.0].imports().any(|module| module == "time");
+        Ok(RuleSet { compiled, table, hash, info, index, warnings, any_rule_for_all_files, reads_the_clock })
     }
 
     /// The compiled rules (and their groups by file type) as bytes, for a
@@ -270,6 +273,12 @@ impl RuleSet {
     /// The whole rule set, compiled.
     pub fn yara(&self) -> &yara_x::Rules {
         &self.compiled[GroupId::WHOLE_SET.0]
+    }
+
+    /// Whether the rules import the `time` module: their results depend on
+    /// when they run, not only on the bytes.
+    pub fn reads_the_clock(&self) -> bool {
+        self.reads_the_clock
     }
 
     /// The index in [`RuleSet::rules`] of the rule named `name`.

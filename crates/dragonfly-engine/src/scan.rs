@@ -145,11 +145,19 @@ impl Engine {
         let tally = Tally::default();
         let mut report = scan(&tally);
         report.reuse = tally.counts();
-        if report.reuse.mismatched_files > 0 {
+        // A mismatch here, or one elsewhere that turned reuse off while
+        // this distribution took kept results: scan it again in full.
+        let trusted_hits = report.reuse.reused_files > 0
+            && self.reuse.as_ref().is_some_and(|c| c.mode() == ReuseMode::Reuse && c.is_disabled());
+        if report.reuse.mismatched_files > 0 || trusted_hits {
             let again = Tally::default();
             let mut full = scan(&again);
-            full.reuse = report.reuse;
-            full.reuse.add(&again.counts());
+            // The counts of the pass whose results are reported, and the
+            // audits that led to it.
+            let first = report.reuse;
+            full.reuse = again.counts();
+            full.reuse.validated_files += first.validated_files;
+            full.reuse.mismatched_files += first.mismatched_files;
             report = full;
         }
         if let Some(cache) = &self.reuse {
@@ -332,20 +340,24 @@ impl Engine {
         groups.dedup();
         let size = file.data.len() as u64;
         let started = Instant::now();
-        let cache = self.reuse.as_deref().filter(|cache| cache.active());
+        // Rules that read the clock (`time.now()`) can match other bytes
+        // tomorrow: their results are not kept.
+        let cache = self.reuse.as_deref().filter(|cache| cache.active() && !self.rules.reads_the_clock());
         let digest: Option<[u8; 32]> = cache.map(|_| sha256(&file.data));
         let mut reused = cache.is_some();
         let mut engine_time = Duration::ZERO;
+        let mut ran = false;
         let mut raws: Vec<Arc<Raw>> = Vec::with_capacity(groups.len());
         for &group in &groups {
             let kept = match (cache, &digest) {
                 (Some(cache), Some(digest)) => {
                     tally.add(Count::Lookups, 1);
-                    cache.get(digest, group, &self.rules)
+                    cache.get(digest, group, &self.rules, file.data.len())
                 }
                 _ => None,
             };
-            let trusted = cache.is_some_and(|c| c.mode() == ReuseMode::Reuse && !c.audit_now());
+            let trusted =
+                kept.is_some() && cache.is_some_and(|c| c.mode() == ReuseMode::Reuse && !c.audit_now());
             if let Some(kept) = &kept
                 && trusted
             {
@@ -359,6 +371,7 @@ impl Engine {
             let began = Instant::now();
             let scanned = self.scan_group(file, group);
             engine_time += began.elapsed();
+            ran = true;
             let raw = match scanned {
                 Ok(raw) => raw,
                 Err(error) => return FileResult::Failed(UnscannedFile { path: file.path.clone(), error }),
@@ -390,7 +403,7 @@ impl Engine {
             let overhead = started.elapsed().saturating_sub(engine_time);
             tally.add(Count::OverheadUs, overhead.as_micros() as u64);
         }
-        if !engine_time.is_zero() || cache.is_none() {
+        if ran {
             tally.add(Count::EngineFiles, 1);
             tally.add(Count::EngineBytes, size);
             tally.add(Count::EngineUs, engine_time.as_micros() as u64);

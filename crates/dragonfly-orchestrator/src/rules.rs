@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use dragonfly_api::Backoff;
-use dragonfly_engine::{CompileError, Engine, ResultStore, ReuseCache, ReuseMode, RuleSet};
+use dragonfly_engine::{CompileError, Engine, ResultStore, ReuseCache, ReuseMode, RuleSet, rules_digest};
 
 use crate::node::Handles;
 
@@ -163,7 +163,7 @@ impl<'a> Rules<'a> {
             let budget = usize::try_from(settings.cache_size).unwrap_or(usize::MAX);
             let cache = ReuseCache::new(settings.scan_reuse, budget);
             Arc::new(match &self.store {
-                Some(store) => cache.with_store(Arc::clone(store), &rules),
+                Some(store) => cache.with_store(Arc::clone(store), &rules, &rules_digest(&set.rules)),
                 None => cache,
             })
         });

@@ -3,10 +3,16 @@
 //! oldest entries go first).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use dragonfly_engine::ResultStore;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Commits reach the disk at least this often; those in between are not
+/// synced (results lost in a crash are scanned again).
+const SYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// Key (engine and rules prefix, content digest, group) -> stored result.
 const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
@@ -33,6 +39,8 @@ pub struct DiskStore {
     budget: u64,
     /// Whether a failure was logged already (one warning, then debug).
     warned: AtomicBool,
+    /// When a commit last reached the disk.
+    synced: Mutex<Instant>,
 }
 
 impl DiskStore {
@@ -43,7 +51,7 @@ impl DiskStore {
         let fail = |message: String| StoreError { path: path.clone(), message };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
         let db = Database::create(&path).map_err(|e| fail(e.to_string()))?;
-        Ok(DiskStore { db, budget, warned: AtomicBool::new(false) })
+        Ok(DiskStore { db, budget, warned: AtomicBool::new(false), synced: Mutex::new(Instant::now()) })
     }
 
     fn failed(&self, what: &str, error: impl std::fmt::Display) {
@@ -64,8 +72,49 @@ impl DiskStore {
         Ok(table.get(key)?.map(|value| value.value().to_vec()))
     }
 
+    /// A write transaction, synced on commit when the last sync is
+    /// [`SYNC_EVERY`] old.
+    fn begin(&self) -> Result<redb::WriteTransaction, redb::Error> {
+        let mut write = self.db.begin_write()?;
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if synced.elapsed() >= SYNC_EVERY {
+            *synced = Instant::now();
+        } else {
+            write.set_durability(Durability::None)?;
+        }
+        Ok(write)
+    }
+
+    fn try_forget(&self, prefix: &[u8]) -> Result<(), redb::Error> {
+        let mut write = self.db.begin_write()?;
+        write.set_durability(Durability::Immediate)?;
+        {
+            let mut results = write.open_table(RESULTS)?;
+            let mut meta = write.open_table(META)?;
+            let mut bytes = meta.get("bytes")?.map_or(0, |v| v.value());
+            let doomed: Vec<(Vec<u8>, u64)> = results
+                .range(prefix..)?
+                .map_while(|entry| {
+                    let (key, value) = entry.ok()?;
+                    let key = key.value().to_vec();
+                    key.starts_with(prefix).then(|| {
+                        let len = (key.len() + value.value().len()) as u64;
+                        (key, len)
+                    })
+                })
+                .collect();
+            for (key, len) in doomed {
+                results.remove(key.as_slice())?;
+                bytes = bytes.saturating_sub(len);
+            }
+            meta.insert("bytes", bytes)?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
     fn try_save(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), redb::Error> {
-        let write = self.db.begin_write()?;
+        let write = self.begin()?;
         {
             let mut results = write.open_table(RESULTS)?;
             let mut order = write.open_table(ORDER)?;
@@ -123,6 +172,12 @@ impl ResultStore for DiskStore {
             self.failed("write", e);
         }
     }
+
+    fn forget(&self, prefix: &[u8]) {
+        if let Err(e) = self.try_forget(prefix) {
+            self.failed("remove results", e);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +207,12 @@ mod tests {
         // Saving a key again changes nothing.
         store.save(vec![entry(11)]);
         assert_eq!(store.bytes(), 10 * 168);
+        // Forgetting a prefix removes its keys only.
+        store.save(vec![([&[200u8, 1][..], &[0; 66]].concat(), vec![1; 100])]);
+        store.forget(&[200]);
+        assert_eq!(store.load(&[&[200u8, 1][..], &[0; 66]].concat()), None);
+        assert_eq!(store.load(&[11; 68]), Some(vec![11; 100]));
+        assert_eq!(store.bytes(), 9 * 168);
     }
 
     #[test]

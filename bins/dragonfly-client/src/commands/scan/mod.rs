@@ -48,7 +48,13 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let mut reuse = ReuseCache::new(ReuseMode::Reuse, dragonfly_engine::DEFAULT_BUDGET_BYTES);
     if let Some(dir) = &args.cache_dir {
         let store = DiskStore::open(dir, dragonfly_engine::DEFAULT_BUDGET_BYTES as u64)?;
-        reuse = reuse.with_store(Arc::new(store), &rules);
+        // Local rules' hash is a digest of their sources; the bundled
+        // rules' hash is a version, so their sources are digested.
+        let sources = match &args.rules {
+            Some(_) => rules.hash().to_owned(),
+            None => dragonfly_engine::rules_digest(RuleSet::bundled_sources()),
+        };
+        reuse = reuse.with_store(Arc::new(store), &rules, &sources);
     }
     let engine = Engine::new(Arc::new(rules))
         .with_timeout(Duration::from_secs(args.timeout))
