@@ -23,12 +23,36 @@ const MODES: [ReuseMode; 3] = [ReuseMode::Off, ReuseMode::Observe, ReuseMode::Re
 /// The release stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamInfo {
+    /// Where it came from: `generated` or the `--corpus` folder.
+    pub source: String,
     /// Projects.
     pub projects: usize,
-    /// Releases of each.
+    /// Releases in all.
     pub releases: usize,
     /// Bytes of archives.
     pub archive_bytes: u64,
+}
+
+impl StreamInfo {
+    /// Describes `stream`.
+    pub fn of(source: String, stream: &[Package]) -> StreamInfo {
+        let names: std::collections::BTreeSet<&str> = stream.iter().map(|p| p.name.as_str()).collect();
+        StreamInfo {
+            source,
+            projects: names.len(),
+            releases: stream.len(),
+            archive_bytes: stream.iter().flat_map(|p| &p.distributions).map(|d| d.bytes.len() as u64).sum(),
+        }
+    }
+}
+
+/// `packages` as a stream: by project, oldest release first (PEP 440).
+pub fn in_release_order(mut packages: Vec<Package>) -> Vec<Package> {
+    let version = |p: &Package| p.version.parse::<pep440_rs::Version>().ok();
+    packages.sort_by(|a, b| {
+        a.name.to_lowercase().cmp(&b.name.to_lowercase()).then_with(|| version(a).cmp(&version(b)))
+    });
+    packages
 }
 
 /// One mode in memory: the later releases (every release but each
@@ -112,12 +136,13 @@ pub struct Reuse {
 
 /// Runs the in-memory part: each mode over the later releases, after the
 /// first release of each project has filled a fresh cache.
-pub fn engine_runs(rules: &Arc<RuleSet>, stream: &[Package], releases: usize) -> Result<Vec<EngineReuse>> {
+pub fn engine_runs(rules: &Arc<RuleSet>, stream: &[Package]) -> Result<Vec<EngineReuse>> {
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(1).build().context("can not build a 1-thread pool")?;
-    let first: Vec<&Package> = stream.iter().step_by(releases.max(1)).collect();
-    let later: Vec<&Package> =
-        stream.iter().enumerate().filter(|(i, _)| i % releases.max(1) != 0).map(|(_, p)| p).collect();
+    // `stream` is in release order: each project's first release comes first.
+    let mut seen = std::collections::HashSet::new();
+    let (first, later): (Vec<&Package>, Vec<&Package>) =
+        stream.iter().partition(|p| seen.insert(p.name.to_lowercase()));
     let scan = |engine: &Engine, packages: &[&Package]| -> Vec<DistributionReport> {
         packages
             .iter()
@@ -241,7 +266,8 @@ impl Reuse {
     pub fn lines(&self) -> String {
         let s = &self.stream;
         let mut out = format!(
-            "\nreuse: release stream of {} projects x {} releases (an sdist and a wheel each), {:.1} MB of archives\n",
+            "\nreuse: release stream {}: {} projects, {} releases, {:.1} MB of archives\n",
+            s.source,
             s.projects,
             s.releases,
             s.archive_bytes as f64 / 1e6
