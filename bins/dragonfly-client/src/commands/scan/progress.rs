@@ -78,6 +78,13 @@ impl Progress {
     }
 }
 
+impl Drop for Progress {
+    /// An error that ends the scan early leaves no bar behind.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
