@@ -39,11 +39,6 @@ impl Baseline {
         Baseline { known }
     }
 
-    /// Adds the findings of another trusted report.
-    pub fn extend(&mut self, other: Baseline) {
-        self.known.extend(other.known);
-    }
-
     /// How many (place, content, rule) findings it holds.
     pub fn len(&self) -> usize {
         self.known.len()
@@ -128,10 +123,10 @@ pub fn release_place(path: &str, name: &str, version: &str) -> String {
     else {
         return path.to_owned();
     };
-    if normalise(project) != normalise(name) {
+    if normalize_name(project) != normalize_name(name) {
         return path.to_owned();
     }
-    let mut place = normalise(name);
+    let mut place = normalize_name(name);
     place.push_str(suffix);
     if let Some(rest) = rest {
         place.push('/');
@@ -140,8 +135,9 @@ pub fn release_place(path: &str, name: &str, version: &str) -> String {
     place
 }
 
-/// PEP 503: lower case, runs of `-`, `_` and `.` as one `-`.
-fn normalise(name: &str) -> String {
+/// A project name as PEP 503 compares them: lower case, runs of `-`, `_`
+/// and `.` as one `-`.
+pub fn normalize_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if matches!(c, '-' | '_' | '.') {

@@ -61,7 +61,7 @@ mod scan;
 mod source;
 mod suppress;
 
-pub use baseline::{Baseline, finding_place, release_place};
+pub use baseline::{Baseline, finding_place, normalize_name, release_place};
 pub use cache::CacheError;
 pub use dragonfly_flatten::{Anomaly, AnomalyKind, File, Format, Limits};
 pub use evidence::{Evidence, MAX_EVIDENCE, escape_bytes};
@@ -73,7 +73,7 @@ pub use report::{
 };
 pub use reuse::{
     DEFAULT_AUDIT_EVERY, DEFAULT_BUDGET_BYTES, ResultStore, ReuseCache, ReuseCounts, ReuseMode,
-    ReuseModeError, engine_digest, rules_digest,
+    engine_digest, rules_digest,
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};

@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -47,24 +46,6 @@ impl fmt::Display for ReuseMode {
     }
 }
 
-/// Why a text is not a [`ReuseMode`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("expected off, observe or reuse, found {0:?}")]
-pub struct ReuseModeError(String);
-
-impl FromStr for ReuseMode {
-    type Err = ReuseModeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "off" => Ok(ReuseMode::Off),
-            "observe" => Ok(ReuseMode::Observe),
-            "reuse" => Ok(ReuseMode::Reuse),
-            _ => Err(ReuseModeError(s.to_owned())),
-        }
-    }
-}
-
 /// Where kept results outlive the process (a file under the node's cache
 /// directory). Errors are the store's to log: a result that can not be
 /// loaded is scanned again.
@@ -91,7 +72,7 @@ pub fn rules_digest<N: AsRef<str>, S: AsRef<str>>(sources: impl IntoIterator<Ite
             hasher.update(part.as_bytes());
         }
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::scan::hex(&hasher.finalize())
 }
 
 /// The format of kept results; part of [`engine_digest`].
@@ -108,7 +89,7 @@ pub fn engine_digest() -> String {
         env!("CARGO_PKG_VERSION"),
         if cfg!(feature = "all-modules") { "all" } else { "text" },
     );
-    sha2::Sha256::digest(identity.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::scan::hex(&sha2::Sha256::digest(identity.as_bytes()))
 }
 
 /// One hit in this many is scanned again and compared, by default.
@@ -437,14 +418,20 @@ impl ReuseCache {
             return Some(raw);
         }
         let store = self.store.as_ref()?;
-        let raw = Raw::decode(&store.store.load(&store.key(digest, group))?, rules, size)?;
-        self.keep(*digest, group, raw.clone());
-        Some(Arc::new(raw))
+        let raw = Arc::new(Raw::decode(&store.store.load(&store.key(digest, group))?, rules, size)?);
+        self.keep(*digest, group, Arc::clone(&raw));
+        Some(raw)
     }
 
     /// Keeps `raw` in memory and, at the next [`ReuseCache::flush`], in
     /// the store; returns how many older entries were dropped for it.
-    pub(crate) fn insert(&self, digest: [u8; 32], group: GroupId, raw: Raw, rules: &crate::RuleSet) -> u64 {
+    pub(crate) fn insert(
+        &self,
+        digest: [u8; 32],
+        group: GroupId,
+        raw: Arc<Raw>,
+        rules: &crate::RuleSet,
+    ) -> u64 {
         if let Some(store) = &self.store
             && raw.weight() <= self.budget
         {
@@ -455,7 +442,7 @@ impl ReuseCache {
     }
 
     /// Keeps `raw` in memory; returns how many older entries were dropped.
-    fn keep(&self, digest: [u8; 32], group: GroupId, raw: Raw) -> u64 {
+    fn keep(&self, digest: [u8; 32], group: GroupId, raw: Arc<Raw>) -> u64 {
         let weight = raw.weight();
         if weight > self.budget {
             return 0;
@@ -473,7 +460,7 @@ impl ReuseCache {
                 evicted += 1;
             }
         }
-        entries.map.insert(key, Arc::new(raw));
+        entries.map.insert(key, raw);
         entries.order.push_back(key);
         entries.bytes += weight;
         evicted
@@ -518,10 +505,11 @@ mod tests {
     #[test]
     fn modes_read_and_print() {
         for mode in [ReuseMode::Off, ReuseMode::Observe, ReuseMode::Reuse] {
-            assert_eq!(mode.to_string().parse::<ReuseMode>(), Ok(mode));
+            let text = serde_json::to_string(&mode).unwrap();
+            assert_eq!(text, format!("\"{mode}\""));
+            assert_eq!(serde_json::from_str::<ReuseMode>(&text).unwrap(), mode);
         }
-        assert_eq!(" Observe ".parse::<ReuseMode>(), Ok(ReuseMode::Observe));
-        assert!("on".parse::<ReuseMode>().unwrap_err().to_string().contains("off, observe or reuse"));
+        assert!(serde_json::from_str::<ReuseMode>("\"on\"").is_err());
     }
 
     #[test]
@@ -534,9 +522,9 @@ mod tests {
             d
         };
         for i in 0..3 {
-            assert_eq!(cache.insert(digest(i), GroupId(0), Raw::default(), &rules), 0);
+            assert_eq!(cache.insert(digest(i), GroupId(0), Arc::default(), &rules), 0);
         }
-        assert_eq!(cache.insert(digest(3), GroupId(0), Raw::default(), &rules), 1);
+        assert_eq!(cache.insert(digest(3), GroupId(0), Arc::default(), &rules), 1);
         assert_eq!(cache.len(), 3);
         assert!(cache.get(&digest(0), GroupId(0), &rules, 0).is_none(), "oldest dropped");
         assert!(cache.get(&digest(3), GroupId(0), &rules, 0).is_some());

@@ -376,11 +376,12 @@ impl Engine {
                 Ok(raw) => raw,
                 Err(error) => return FileResult::Failed(UnscannedFile { path: file.path.clone(), error }),
             };
+            let raw = Arc::new(raw);
             if let (Some(cache), Some(digest)) = (cache, digest) {
                 match &kept {
                     Some(kept) => {
                         tally.add(Count::Validated, 1);
-                        if **kept != raw {
+                        if *kept != raw {
                             tally.add(Count::Mismatched, 1);
                             reused = false;
                             cache.mismatch(&file.path);
@@ -388,11 +389,11 @@ impl Engine {
                     }
                     None => {
                         tally.add(Count::Inserted, 1);
-                        tally.add(Count::Evicted, cache.insert(digest, group, raw.clone(), &self.rules));
+                        tally.add(Count::Evicted, cache.insert(digest, group, Arc::clone(&raw), &self.rules));
                     }
                 }
             }
-            raws.push(Arc::new(raw));
+            raws.push(raw);
         }
         if cache.is_some() {
             tally.add(Count::Candidates, 1);
@@ -471,7 +472,7 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// `bytes` as lower-case hex.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut hex = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

@@ -129,11 +129,6 @@ impl Suppressions {
         self.entries.is_empty()
     }
 
-    /// Adds the entries of `other` after these.
-    pub fn extend(&mut self, other: Suppressions) {
-        self.entries.extend(other.entries);
-    }
-
     /// Moves every match an entry applies to (the first such entry names
     /// it) out of the score; returns how many it moved.
     pub fn apply(&self, report: &mut PackageReport) -> usize {

@@ -169,7 +169,8 @@ impl InputScanner<'_> {
             Ok((mut report, download_errors)) => {
                 let suppressed = suppressions.apply(&mut report);
                 if let Some(known) = baseline
-                    && normalised(&known.name) != normalised(&report.name)
+                    && dragonfly_engine::normalize_name(&known.name)
+                        != dragonfly_engine::normalize_name(&report.name)
                 {
                     eprintln!(
                         "warning: the baseline is {}, {} is {}: places will rarely match",
@@ -288,11 +289,6 @@ impl InputScanner<'_> {
         self.client = Some(client.clone());
         Ok(client)
     }
-}
-
-/// A project name as PEP 503 compares them.
-fn normalised(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
 }
 
 /// Reads at most `max` bytes of `path`: a file, or a pipe or device whose
@@ -686,6 +682,20 @@ mod tests {
         r.score = score;
         r.errors = errors;
         r
+    }
+
+    #[test]
+    fn baseline_inputs_expand_a_range_and_refuse_what_does_not_fit() {
+        let inputs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (old, new) = baseline_inputs(Some("pypi:evil==1.0..1.1"), &[]).unwrap();
+        assert_eq!((old.as_deref(), new), (Some("pypi:evil==1.0"), inputs(&["pypi:evil==1.1"])));
+        let (old, new) = baseline_inputs(Some("old.tar.gz"), &inputs(&["a", "b"])).unwrap();
+        assert_eq!((old.as_deref(), new), (Some("old.tar.gz"), inputs(&["a", "b"])));
+        assert_eq!(baseline_inputs(None, &inputs(&["a"])).unwrap(), (None, inputs(&["a"])));
+        let err = |b: &str, i: &[&str]| baseline_inputs(Some(b), &inputs(i)).unwrap_err().to_string();
+        assert!(err("pypi:evil==..1.1", &[]).contains("expected pypi:NAME==OLD..NEW"));
+        assert!(err("pypi:evil==1.0..1.1", &["x"]).contains("names both releases"));
+        assert!(err("old.tar.gz", &[]).contains("name the input to compare"));
     }
 
     #[test]
