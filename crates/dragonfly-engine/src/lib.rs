@@ -58,6 +58,7 @@ mod report;
 mod reuse;
 mod rules;
 mod scan;
+mod shared;
 mod source;
 mod suppress;
 
@@ -77,4 +78,5 @@ pub use reuse::{
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};
+pub use shared::{SHARED_BATCH_BYTES, SHARED_BATCH_FILES, SharedEntry, SharedError, SharedResults};
 pub use suppress::{Suppression, SuppressionError, Suppressions};

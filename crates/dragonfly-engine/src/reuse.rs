@@ -8,7 +8,7 @@
 //! construction. The key is the full digest; nothing shorter stands for
 //! the bytes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -128,6 +128,11 @@ pub struct ReuseCounts {
     pub overhead_us: u64,
     /// Microseconds the rules ran.
     pub engine_us: u64,
+    /// Results taken from the fleet's shared results (see
+    /// [`SharedResults`](crate::SharedResults)).
+    pub shared_files: u64,
+    /// Calls to the shared results that failed.
+    pub errors: u64,
 }
 
 impl ReuseCounts {
@@ -145,12 +150,19 @@ impl ReuseCounts {
         self.engine_bytes += other.engine_bytes;
         self.overhead_us += other.overhead_us;
         self.engine_us += other.engine_us;
+        self.shared_files += other.shared_files;
+        self.errors += other.errors;
     }
 }
 
 /// [`ReuseCounts`] that scanning threads add to.
 #[derive(Debug, Default)]
-pub(crate) struct Tally([AtomicU64; 12]);
+pub(crate) struct Tally {
+    counts: [AtomicU64; 14],
+    /// Results scanned in this distribution, for the shared results: by
+    /// digest, each group's.
+    pub(crate) fresh: Mutex<HashMap<[u8; 32], Vec<(GroupId, Arc<Raw>)>>>,
+}
 
 /// The fields of a [`Tally`], in [`ReuseCounts`] order.
 #[derive(Clone, Copy)]
@@ -167,15 +179,17 @@ pub(crate) enum Count {
     EngineBytes,
     OverheadUs,
     EngineUs,
+    Shared,
+    Errors,
 }
 
 impl Tally {
     pub(crate) fn add(&self, count: Count, n: u64) {
-        self.0[count as usize].fetch_add(n, Ordering::Relaxed);
+        self.counts[count as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn counts(&self) -> ReuseCounts {
-        let n = |c: Count| self.0[c as usize].load(Ordering::Relaxed);
+        let n = |c: Count| self.counts[c as usize].load(Ordering::Relaxed);
         ReuseCounts {
             lookups: n(Count::Lookups),
             candidate_files: n(Count::Candidates),
@@ -189,6 +203,8 @@ impl Tally {
             engine_bytes: n(Count::EngineBytes),
             overhead_us: n(Count::OverheadUs),
             engine_us: n(Count::EngineUs),
+            shared_files: n(Count::Shared),
+            errors: n(Count::Errors),
         }
     }
 }
@@ -238,17 +254,13 @@ impl Raw {
             u64::from_le_bytes(b.try_into().unwrap_or_default())
         }
         let n_rules = u32_of(take(4)?);
-        let mut raw: Vec<(usize, Ranges)> = Vec::with_capacity(n_rules.min(1024));
+        let mut parts: Vec<(&str, u64, Vec<(String, usize, usize)>)> = Vec::with_capacity(n_rules.min(1024));
         for _ in 0..n_rules {
             let len = u32_of(take(4)?);
             let name = std::str::from_utf8(take(len)?).ok()?;
-            let index = rules.index_of(name)?;
             let count = u64_of(take(8)?);
             let n_found = u32_of(take(4)?);
-            // What a scan can give, and nothing else: a rule once, at most
-            // MAX_EVIDENCE ranges, no more than counted, each in order.
-            if raw.iter().any(|(i, _)| *i == index) || n_found > crate::MAX_EVIDENCE || n_found as u64 > count
-            {
+            if n_found > crate::MAX_EVIDENCE {
                 return None;
             }
             let mut found = Vec::with_capacity(n_found);
@@ -257,14 +269,58 @@ impl Raw {
                 let pattern = std::str::from_utf8(take(len)?).ok()?.to_owned();
                 let start = usize::try_from(u64_of(take(8)?)).ok()?;
                 let end = usize::try_from(u64_of(take(8)?)).ok()?;
-                if start > end || end > size {
+                found.push((pattern, start, end));
+            }
+            parts.push((name, count, found));
+        }
+        if at != bytes.len() {
+            return None;
+        }
+        Raw::checked(parts, rules, size)
+    }
+
+    /// The result of per-rule `(name, match count, [(pattern, start, end)])`
+    /// for a file of `size` bytes, if a scan could give it: rules `rules`
+    /// has, each once, at most [`MAX_EVIDENCE`](crate::MAX_EVIDENCE) ranges
+    /// and no more than counted, each within the file.
+    pub(crate) fn checked<N: AsRef<str>>(
+        parts: Vec<(N, u64, Vec<(String, usize, usize)>)>,
+        rules: &crate::RuleSet,
+        size: usize,
+    ) -> Option<Raw> {
+        let mut raw: Vec<(usize, Ranges)> = Vec::with_capacity(parts.len());
+        for (name, count, found) in parts {
+            let index = rules.index_of(name.as_ref())?;
+            if raw.iter().any(|(i, _)| *i == index)
+                || found.len() > crate::MAX_EVIDENCE
+                || found.len() as u64 > count
+            {
+                return None;
+            }
+            let mut ranges = Vec::with_capacity(found.len());
+            for (pattern, start, end) in found {
+                if start > end || end > size || !pattern.starts_with('$') {
                     return None;
                 }
-                found.push((pattern, start..end));
+                ranges.push((pattern, start..end));
             }
-            raw.push((index, Ranges::from_parts(found, count)));
+            raw.push((index, Ranges::from_parts(ranges, count)));
         }
-        (at == bytes.len()).then_some(Raw(raw))
+        Some(Raw(raw))
+    }
+
+    /// Per rule its name, match count and `(pattern, start, end)` ranges.
+    pub(crate) fn parts<'r>(
+        &self,
+        rules: &'r crate::RuleSet,
+    ) -> Vec<(&'r str, u64, Vec<(&str, usize, usize)>)> {
+        self.0
+            .iter()
+            .map(|(index, ranges)| {
+                let found = ranges.found().iter().map(|(p, r)| (p.as_str(), r.start, r.end)).collect();
+                (rules.rules()[*index].name.as_str(), ranges.count(), found)
+            })
+            .collect()
     }
 
     /// About how many bytes it holds.
@@ -281,6 +337,8 @@ struct Entries {
     map: HashMap<Key, Arc<Raw>>,
     order: VecDeque<Key>,
     bytes: usize,
+    /// The keys whose results came from the fleet's shared results.
+    shared: HashSet<Key>,
 }
 
 /// Results kept by content for one engine (one rule set), within a memory
@@ -457,6 +515,7 @@ impl ReuseCache {
             let Some(old) = entries.order.pop_front() else { break };
             if let Some(gone) = entries.map.remove(&old) {
                 entries.bytes -= gone.weight();
+                entries.shared.remove(&old);
                 evicted += 1;
             }
         }
@@ -464,6 +523,27 @@ impl ReuseCache {
         entries.order.push_back(key);
         entries.bytes += weight;
         evicted
+    }
+
+    /// Keeps `raw`, taken from the fleet's shared results, in memory only
+    /// (it is not saved to the store); true if it was not kept before.
+    pub(crate) fn keep_shared(&self, digest: [u8; 32], group: GroupId, raw: Arc<Raw>) -> bool {
+        if self.lock().map.contains_key(&(digest, group)) {
+            return false;
+        }
+        self.keep(digest, group, raw);
+        let mut entries = self.lock();
+        let kept = entries.map.contains_key(&(digest, group));
+        if kept {
+            entries.shared.insert((digest, group));
+        }
+        kept
+    }
+
+    /// Whether the result kept under `(digest, group)` came from the
+    /// fleet's shared results.
+    pub(crate) fn is_shared(&self, digest: &[u8; 32], group: GroupId) -> bool {
+        self.lock().shared.contains(&(*digest, group))
     }
 
     /// Whether this hit is one to check by scanning again.

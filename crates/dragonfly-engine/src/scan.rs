@@ -16,6 +16,7 @@ use crate::report::{
 };
 use crate::reuse::{Count, Raw, ReuseCache, ReuseMode, Tally};
 use crate::rules::RuleSet;
+use crate::shared::{self, SHARED_BATCH_BYTES, SHARED_BATCH_FILES, SharedEntry, SharedError, SharedResults};
 
 /// Default per-file scan timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +38,7 @@ pub struct Engine {
     deadline: Option<Instant>,
     on_file: Option<FileObserver>,
     reuse: Option<Arc<ReuseCache>>,
+    shared: Option<Arc<dyn SharedResults>>,
 }
 
 /// Told of each file once it is scanned, with its size in bytes; called
@@ -72,6 +74,7 @@ impl Engine {
             deadline: None,
             on_file: None,
             reuse: None,
+            shared: None,
         }
     }
 
@@ -80,6 +83,18 @@ impl Engine {
     /// other rules makes its own [`Engine::new`] and cache.
     pub fn with_reuse(mut self, cache: Option<Arc<ReuseCache>>) -> Self {
         self.reuse = cache;
+        self
+    }
+
+    /// Sets where the fleet's nodes share results, for this engine's rules
+    /// (see [`SharedResults`]); used only with a [`ReuseCache`] that is
+    /// not off. Files whose results are not kept locally are then held
+    /// back in batches (at most [`SHARED_BATCH_FILES`] files and about
+    /// [`SHARED_BATCH_BYTES`] bytes, or one larger file) and looked up
+    /// before they are scanned; what was scanned is offered back once the
+    /// distribution is done.
+    pub fn with_shared(mut self, shared: Option<Arc<dyn SharedResults>>) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -160,11 +175,94 @@ impl Engine {
             full.reuse.mismatched_files += first.mismatched_files;
             report = full;
         }
+        if let Some(shared) = self.shared_active()
+            && report.reuse.mismatched_files == 0
+        {
+            let fresh = std::mem::take(&mut *tally.fresh.lock().unwrap_or_else(|e| e.into_inner()));
+            let entries: Vec<SharedEntry> = fresh
+                .into_iter()
+                .map(|(digest, groups)| SharedEntry {
+                    digest: hex(&digest),
+                    result: shared::encode(&groups, &self.rules),
+                })
+                .collect();
+            if !entries.is_empty() && shared.write(entries) == Err(SharedError::Failed) {
+                report.reuse.errors += 1;
+            }
+        }
         if let Some(cache) = &self.reuse {
             cache.add_totals(&report.reuse);
             cache.flush();
         }
         report
+    }
+
+    /// The shared results, when they are to be used: set, with a cache in
+    /// use, and rules whose results can be kept.
+    fn shared_active(&self) -> Option<&dyn SharedResults> {
+        let cache = self.reuse.as_deref()?;
+        (cache.active() && !self.rules.reads_the_clock()).then_some(self.shared.as_deref()?)
+    }
+
+    /// Looks up in the shared results the files of `batch` (with their
+    /// digests) whose results are not kept locally, and keeps what is found.
+    fn fetch_shared(&self, batch: &[(&File, [u8; 32])], tally: &Tally) {
+        let (Some(shared), Some(cache)) = (self.shared_active(), self.reuse.as_deref()) else { return };
+        let started = Instant::now();
+        // By digest: the file's size and the groups not kept.
+        let mut wanted: Vec<([u8; 32], usize, Vec<GroupId>)> = Vec::new();
+        for (file, digest) in batch {
+            let size = file.data.len();
+            for group in self.groups_of(file) {
+                if cache.get(digest, group, &self.rules, size).is_some() {
+                    continue;
+                }
+                match wanted.iter_mut().find(|(d, _, _)| d == digest) {
+                    Some((_, _, groups)) if !groups.contains(&group) => groups.push(group),
+                    Some(_) => {}
+                    None => wanted.push((*digest, size, vec![group])),
+                }
+            }
+        }
+        for chunk in wanted.chunks(SHARED_BATCH_FILES) {
+            let digests: Vec<String> = chunk.iter().map(|(digest, _, _)| hex(digest)).collect();
+            let entries = match shared.lookup(&digests) {
+                Ok(entries) => entries,
+                Err(SharedError::Failed) => {
+                    tally.add(Count::Errors, 1);
+                    break;
+                }
+                Err(SharedError::Skipped) => break,
+            };
+            for entry in entries {
+                let Some(at) = digests.iter().position(|d| *d == entry.digest) else { continue };
+                let (digest, size, groups) = &chunk[at];
+                let Some(found) = shared::decode(&entry.result, &self.rules, *size) else {
+                    log::debug!(
+                        "scan reuse: ignoring a shared result for {} that a scan could not give",
+                        entry.digest
+                    );
+                    continue;
+                };
+                let mut kept = false;
+                for (group, raw) in found {
+                    if groups.contains(&group) {
+                        kept |= cache.keep_shared(*digest, group, Arc::new(raw));
+                    }
+                }
+                tally.add(Count::Shared, u64::from(kept));
+            }
+        }
+        tally.add(Count::OverheadUs, started.elapsed().as_micros() as u64);
+    }
+
+    /// The rule groups `file` is scanned with, one per distinct group of
+    /// its names.
+    fn groups_of(&self, file: &File) -> Vec<GroupId> {
+        let mut groups: Vec<GroupId> = file.names().map(|name| self.rules.group_for(name)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
     }
 
     fn scan_archive_with(&self, source: &str, bytes: &[u8], tally: &Tally) -> DistributionReport {
@@ -179,35 +277,74 @@ impl Engine {
         }
         // Each file is scanned as soon as it is out and then dropped: an
         // sdist costs its largest file, not its whole expansion.
+        // With shared results, files are held back in batches to be looked
+        // up first.
         let stop = Stop::new(self.deadline);
-        let mut results = Vec::new();
-        let (mut files_scanned, mut bytes_scanned, mut index) = (0u64, 0u64, 0usize);
+        let batching = self.shared_active().is_some();
+        let mut out = InOrder::default();
+        let mut held: Vec<(usize, File)> = Vec::new();
+        let mut held_bytes = 0usize;
+        let mut index = 0usize;
         let flattened = dragonfly_flatten::flatten_each(bytes, &self.limits, &keep, &mut |file| {
             index += 1;
-            if stop.skip(index, &file.path) {
-                return;
+            if !batching {
+                return self.scan_in_order(index, &file, None, &stop, tally, &mut out);
             }
-            files_scanned += 1;
-            bytes_scanned += file.data.len() as u64;
-            let result = self.scan_file(&file, tally);
-            stop.saw(&result);
-            results.push(result);
+            held_bytes += file.data.len();
+            held.push((index, file));
+            if held.len() >= SHARED_BATCH_FILES || held_bytes >= SHARED_BATCH_BYTES {
+                self.scan_held(std::mem::take(&mut held), &stop, tally, &mut out);
+                held_bytes = 0;
+            }
         });
         match flattened {
             Ok(summary) => {
+                self.scan_held(held, &stop, tally, &mut out);
                 let mut report = DistributionReport {
                     source: source.to_owned(),
                     format: Some(summary.format),
-                    files_scanned,
+                    files_scanned: out.files,
                     files_skipped: summary.skipped.filtered,
-                    bytes_scanned,
+                    bytes_scanned: out.bytes,
                     anomalies: summary.anomalies,
                     ..Default::default()
                 };
-                report.add_results(results.into_iter().chain(stop.result()));
+                report.add_results(out.results.into_iter().chain(stop.result()));
                 report
             }
             Err(err) => DistributionReport::failed(source, err),
+        }
+    }
+
+    /// Scans file `index` of a stream unless the distribution stopped.
+    fn scan_in_order(
+        &self,
+        index: usize,
+        file: &File,
+        digest: Option<[u8; 32]>,
+        stop: &Stop,
+        tally: &Tally,
+        out: &mut InOrder,
+    ) {
+        if stop.skip(index, &file.path) {
+            return;
+        }
+        out.files += 1;
+        out.bytes += file.data.len() as u64;
+        let result = self.scan_file(file, digest, tally);
+        stop.saw(&result);
+        out.results.push(result);
+    }
+
+    /// Looks the held files up in the shared results, then scans them in
+    /// order.
+    fn scan_held(&self, held: Vec<(usize, File)>, stop: &Stop, tally: &Tally, out: &mut InOrder) {
+        let digests: Vec<[u8; 32]> = held.iter().map(|(_, file)| sha256(&file.data)).collect();
+        let batch: Vec<(&File, [u8; 32])> =
+            held.iter().map(|(_, file)| file).zip(digests.iter().copied()).collect();
+        self.fetch_shared(&batch, tally);
+        for ((index, file), digest) in held.iter().zip(digests) {
+            self.scan_in_order(*index, file, Some(digest), stop, tally, out);
         }
     }
 
@@ -216,36 +353,17 @@ impl Engine {
         let mut order: Vec<usize> = (0..zip.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
         let stop = Stop::new(self.deadline);
-        let keep = |path: &str| self.rules.applies_to(path);
-        let scanned: Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> = order
-            .into_par_iter()
-            .with_max_len(1)
-            .filter(|&i| !stop.skip(i, zip.path(i)))
-            .map(|i| {
-                let file = zip.extract(i)?;
-                let mut scanned = Scanned::default();
-                let mut scan = |file: &File| {
-                    let result = self.scan_file(file, tally);
-                    stop.saw(&result);
-                    scanned.files += 1;
-                    scanned.bytes += file.data.len() as u64;
-                    scanned.results.push(result);
-                };
-                if zip.opens_nested(i) {
-                    let mut visit = |inner: File| {
-                        // Files inside count one by one against the stop.
-                        if !stop.skip(i, &inner.path) {
-                            scan(&inner);
-                        }
-                    };
-                    scanned.anomalies = zip.open_nested(&file, &keep, &mut visit)?;
-                }
-                if zip.wanted(i) {
-                    scan(&file);
-                }
-                Ok((i, scanned))
-            })
-            .collect();
+        let scanned: Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> =
+            if self.shared_active().is_none() {
+                order
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .filter(|&i| !stop.skip(i, zip.path(i)))
+                    .map(|i| self.scan_entry(zip, i, zip.extract(i)?, None, &stop, tally))
+                    .collect()
+            } else {
+                self.scan_zip_batched(zip, order, &stop, tally)
+            };
         let mut scanned = match scanned {
             Ok(scanned) => scanned,
             Err(err) => return DistributionReport::failed(source, err),
@@ -267,6 +385,89 @@ impl Engine {
         }
         report.add_results(results.into_iter().chain(stop.result()));
         report
+    }
+
+    /// Scans a zip's entries in batches held back to be looked up in the
+    /// shared results first, each batch extracted and scanned in parallel.
+    fn scan_zip_batched(
+        &self,
+        zip: &ZipFiles<'_>,
+        order: Vec<usize>,
+        stop: &Stop,
+        tally: &Tally,
+    ) -> Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> {
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let mut bytes = 0u64;
+        for i in order {
+            match batches.last_mut() {
+                Some(batch) if batch.len() < SHARED_BATCH_FILES && bytes < SHARED_BATCH_BYTES as u64 => {
+                    batch.push(i)
+                }
+                _ => {
+                    batches.push(vec![i]);
+                    bytes = 0;
+                }
+            }
+            bytes += zip.declared_size(i);
+        }
+        let mut all = Vec::with_capacity(zip.len());
+        for batch in batches {
+            let files: Vec<(usize, File, [u8; 32])> = batch
+                .into_par_iter()
+                .with_max_len(1)
+                .filter(|&i| !stop.skip(i, zip.path(i)))
+                .map(|i| {
+                    let file = zip.extract(i)?;
+                    let digest = sha256(&file.data);
+                    Ok((i, file, digest))
+                })
+                .collect::<Result<_, dragonfly_flatten::Error>>()?;
+            let wanted: Vec<(&File, [u8; 32])> =
+                files.iter().filter(|(i, _, _)| zip.wanted(*i)).map(|(_, f, d)| (f, *d)).collect();
+            self.fetch_shared(&wanted, tally);
+            let done: Vec<(usize, Scanned)> = files
+                .into_par_iter()
+                .with_max_len(1)
+                .map(|(i, file, digest)| self.scan_entry(zip, i, file, Some(digest), stop, tally))
+                .collect::<Result<_, dragonfly_flatten::Error>>()?;
+            all.extend(done);
+        }
+        Ok(all)
+    }
+
+    /// Scans zip entry `i` (its `file`, with its digest if known) and what
+    /// it holds when it opens as a nested archive.
+    fn scan_entry(
+        &self,
+        zip: &ZipFiles<'_>,
+        i: usize,
+        file: File,
+        digest: Option<[u8; 32]>,
+        stop: &Stop,
+        tally: &Tally,
+    ) -> Result<(usize, Scanned), dragonfly_flatten::Error> {
+        let keep = |path: &str| self.rules.applies_to(path);
+        let mut scanned = Scanned::default();
+        let mut scan = |file: &File, digest: Option<[u8; 32]>| {
+            let result = self.scan_file(file, digest, tally);
+            stop.saw(&result);
+            scanned.files += 1;
+            scanned.bytes += file.data.len() as u64;
+            scanned.results.push(result);
+        };
+        if zip.opens_nested(i) {
+            let mut visit = |inner: File| {
+                // Files inside count one by one against the stop.
+                if !stop.skip(i, &inner.path) {
+                    scan(&inner, None);
+                }
+            };
+            scanned.anomalies = zip.open_nested(&file, &keep, &mut visit)?;
+        }
+        if zip.wanted(i) {
+            scan(&file, digest);
+        }
+        Ok((i, scanned))
     }
 
     /// Scans the regular files under `dir` (recursively, symlinks not
@@ -295,11 +496,21 @@ impl Engine {
             files.iter().partition(|f| self.rules.applies_to_file(f));
         let bytes: u64 = wanted.iter().map(|f| f.data.len() as u64).sum();
         let stop = Stop::new(self.deadline);
+        // The files are in memory already: with shared results, all are
+        // looked up first.
+        let digests: Vec<Option<[u8; 32]>> = if self.shared_active().is_some() {
+            let digests: Vec<[u8; 32]> = wanted.par_iter().map(|file| sha256(&file.data)).collect();
+            let batch: Vec<(&File, [u8; 32])> = wanted.iter().copied().zip(digests.iter().copied()).collect();
+            self.fetch_shared(&batch, tally);
+            digests.into_iter().map(Some).collect()
+        } else {
+            vec![None; wanted.len()]
+        };
         let scan = |i: usize| -> Option<(usize, FileResult)> {
             if stop.skip(i, &wanted[i].path) {
                 return None;
             }
-            let result = self.scan_file(wanted[i], tally);
+            let result = self.scan_file(wanted[i], digests[i], tally);
             stop.saw(&result);
             Some((i, result))
         };
@@ -326,24 +537,23 @@ impl Engine {
 
     /// Scans one file with the rules of each of its names' groups; a match
     /// counts when its rule applies to any of the names.
-    fn scan_file(&self, file: &File, tally: &Tally) -> FileResult {
-        let result = self.scan_file_groups(file, tally);
+    fn scan_file(&self, file: &File, digest: Option<[u8; 32]>, tally: &Tally) -> FileResult {
+        let result = self.scan_file_groups(file, digest, tally);
         if let Some(observer) = &self.on_file {
             observer.notify(file.data.len() as u64);
         }
         result
     }
 
-    fn scan_file_groups(&self, file: &File, tally: &Tally) -> FileResult {
-        let mut groups: Vec<GroupId> = file.names().map(|name| self.rules.group_for(name)).collect();
-        groups.sort_unstable();
-        groups.dedup();
+    fn scan_file_groups(&self, file: &File, known: Option<[u8; 32]>, tally: &Tally) -> FileResult {
+        let groups = self.groups_of(file);
         let size = file.data.len() as u64;
         let started = Instant::now();
         // Rules that read the clock (`time.now()`) can match other bytes
         // tomorrow: their results are not kept.
         let cache = self.reuse.as_deref().filter(|cache| cache.active() && !self.rules.reads_the_clock());
-        let digest: Option<[u8; 32]> = cache.map(|_| sha256(&file.data));
+        let digest: Option<[u8; 32]> = cache.map(|_| known.unwrap_or_else(|| sha256(&file.data)));
+        let sharing = self.shared_active().is_some();
         let mut reused = cache.is_some();
         let mut engine_time = Duration::ZERO;
         let mut ran = false;
@@ -384,12 +594,29 @@ impl Engine {
                         if *kept != raw {
                             tally.add(Count::Mismatched, 1);
                             reused = false;
+                            if cache.is_shared(&digest, group)
+                                && let Some(shared) = &self.shared
+                            {
+                                log::error!(
+                                    "scan reuse: a shared result differs from a new scan of `{}`; \
+                                     asking for the shared results of this rule set to be revoked",
+                                    file.path
+                                );
+                                shared.revoke();
+                            }
                             cache.mismatch(&file.path);
                         }
                     }
                     None => {
                         tally.add(Count::Inserted, 1);
                         tally.add(Count::Evicted, cache.insert(digest, group, Arc::clone(&raw), &self.rules));
+                        if sharing {
+                            let mut fresh = tally.fresh.lock().unwrap_or_else(|e| e.into_inner());
+                            let groups = fresh.entry(digest).or_default();
+                            if !groups.iter().any(|(g, _)| *g == group) {
+                                groups.push((group, Arc::clone(&raw)));
+                            }
+                        }
                     }
                 }
             }
@@ -479,6 +706,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
+}
+
+/// What a stream's files gave, in order.
+#[derive(Default)]
+struct InOrder {
+    results: Vec<FileResult>,
+    files: u64,
+    bytes: u64,
 }
 
 /// When a distribution's scan stops early: at its deadline, or after its
