@@ -224,11 +224,33 @@ impl Client {
     /// One API call: credential, request, one renewal and retry on 401,
     /// status check, size-limited body.
     fn api(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, Error> {
-        let auth = &self.inner.auth;
-        self.api_inner(&method, path, body.as_deref()).map_err(|err| auth.redact(err))
+        self.api_with(&self.inner.agents.api, method, path, body)
     }
 
-    fn api_inner(&self, method: &Method, path: &str, body: Option<&[u8]>) -> Result<Vec<u8>, Error> {
+    /// [`Client::api`] with `agent` (and its timeouts).
+    pub(crate) fn api_with(
+        &self,
+        agent: &Agent,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Error> {
+        let auth = &self.inner.auth;
+        self.api_inner(agent, &method, path, body.as_deref()).map_err(|err| auth.redact(err))
+    }
+
+    /// The agent for the scan cache.
+    pub(crate) fn scan_cache_agent(&self) -> &Agent {
+        &self.inner.agents.scan_cache
+    }
+
+    fn api_inner(
+        &self,
+        agent: &Agent,
+        method: &Method,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
         let auth = &self.inner.auth;
         let context = format!("{method} {path}");
         let url = format!("{}{path}", self.inner.base_url);
@@ -239,7 +261,7 @@ impl Client {
             let credential = auth.credential()?;
             let generation = credential.as_ref().map(|c| c.generation);
             log::debug!("{context}");
-            let mut response = self.send(method, &url, body, credential.as_ref(), &context)?;
+            let mut response = self.send(agent, method, &url, body, credential.as_ref(), &context)?;
             auth.observe(response.headers());
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && auth.can_renew() && !renewed {
@@ -300,6 +322,7 @@ impl Client {
 
     fn send(
         &self,
+        agent: &Agent,
         method: &Method,
         url: &str,
         body: Option<&[u8]>,
@@ -311,7 +334,6 @@ impl Client {
             .uri(url)
             .header(header::ACCEPT, "application/json");
         let builder = self.inner.auth.apply(builder, credential);
-        let agent = &self.inner.agents.api;
         let invalid = |err: http::Error| Error::new(ErrorKind::InvalidUrl, format!("{context}: {err}"));
         match body {
             Some(bytes) if !bytes.is_empty() => {

@@ -82,6 +82,9 @@ pub struct ClientConfig {
     pub request_timeout: Option<Duration>,
     /// Overall limit on one download. Default 15 min.
     pub download_timeout: Option<Duration>,
+    /// Overall limit on one `/scan-cache` call, the protocol's budget per
+    /// request. Default 750 ms.
+    pub scan_cache_timeout: Duration,
     /// Path of an extra PEM CA certificate (file may hold several),
     /// trusted besides the built-in Mozilla roots.
     pub ca_cert: Option<PathBuf>,
@@ -118,6 +121,7 @@ impl ClientConfig {
             read_timeout: Duration::from_secs(60),
             request_timeout: Some(Duration::from_secs(5 * 60)),
             download_timeout: Some(Duration::from_secs(15 * 60)),
+            scan_cache_timeout: Duration::from_millis(750),
             ca_cert: None,
             max_response_bytes: 64 * 1024 * 1024,
             max_redirects: 5,

@@ -27,6 +27,9 @@ pub(crate) struct Agents {
     /// Distribution downloads: follows no redirects itself (the client
     /// checks where each one leads first).
     pub download: Agent,
+    /// The control server's optional scan cache: as `api`, within the
+    /// cache's budget per request.
+    pub scan_cache: Agent,
 }
 
 impl Agents {
@@ -50,6 +53,12 @@ impl Agents {
             .timeout_global(config.request_timeout)
             .build()
             .new_agent();
+        let scan_cache = base()
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_global(Some(config.scan_cache_timeout))
+            .build()
+            .new_agent();
         let public = base()
             .max_redirects(config.max_redirects)
             .timeout_global(config.download_timeout)
@@ -66,7 +75,7 @@ impl Agents {
             let connector = ureq::unversioned::transport::DefaultConnector::new();
             Agent::with_parts(download_config, connector, crate::destination::PublicOnly::default())
         };
-        Ok(Agents { api, public, download })
+        Ok(Agents { api, public, download, scan_cache })
     }
 }
 

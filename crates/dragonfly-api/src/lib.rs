@@ -49,6 +49,7 @@ mod destination;
 mod error;
 mod http;
 pub mod pypi;
+mod scan_cache;
 mod secret;
 mod wire;
 
@@ -56,5 +57,9 @@ pub use backoff::Backoff;
 pub use client::{AuthStats, Client, check_http_url};
 pub use config::{Auth, ClientConfig, DEFAULT_AUDIENCE, DEFAULT_AUTH0_DOMAIN, DEFAULT_BASE_URL, Grant};
 pub use error::{Error, ErrorKind};
+pub use scan_cache::{
+    SCAN_CACHE_MAX_KEYS, SCAN_CACHE_MAX_RESULT_BYTES, SCAN_CACHE_MAX_WRITE_BYTES, ScanCacheContext,
+    ScanCacheEntry, ScanCacheFound, ScanCacheLease, ScanCacheWritten,
+};
 pub use secret::Secret;
 pub use wire::{FailureBody, Job, JobResult, RuleSet, ScanReuse, SuccessBody, inspector_url};

@@ -37,7 +37,7 @@ pub(crate) fn with_reuse(result: JobResult, mode: Option<ReuseMode>, report: &Pa
         reused_bytes: counts.reused_bytes,
         inserted_files: counts.inserted_files,
         evicted_files: counts.evicted_files,
-        errors: 0,
+        errors: counts.errors,
         validated_files: counts.validated_files,
         mismatched_files: counts.mismatched_files,
         overhead_us: counts.overhead_us,

@@ -34,9 +34,11 @@ mod faults;
 mod http;
 mod names;
 mod queue;
+mod scan_cache;
 
 pub use faults::{Endpoint, Fault, FaultAction};
 pub use names::{normalize_name, release_of, rules_hash};
+pub use scan_cache::ScanCacheStats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -83,6 +85,13 @@ pub struct ServerConfig {
     /// Jobs handed out beyond the `batch` asked for, as a misbehaving
     /// server might (default 0).
     pub extra_jobs: usize,
+    /// Whether `/scan-cache` answers (default false: 404, as in
+    /// production; staging switches it on).
+    pub scan_cache: bool,
+    /// `/scan-cache` requests admitted per second; more get 429 (default 10).
+    pub scan_cache_rate: u32,
+    /// How long a cached result lives (default 24 h).
+    pub scan_cache_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +105,9 @@ impl Default for ServerConfig {
             cloudflare_cookie: false,
             cloudflare_forbids: false,
             extra_jobs: 0,
+            scan_cache: false,
+            scan_cache_rate: 10,
+            scan_cache_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -243,6 +255,8 @@ struct State {
     token_grants: u64,
     unauthorized: u64,
     faults_injected: u64,
+    scan_cache: scan_cache::ScanCache,
+    scan_cache_stats: ScanCacheStats,
 }
 
 /// A file on the simple index.
@@ -304,6 +318,8 @@ impl FakeServer {
             token_grants: 0,
             unauthorized: 0,
             faults_injected: 0,
+            scan_cache: scan_cache::ScanCache::default(),
+            scan_cache_stats: ScanCacheStats::default(),
         };
         let base_url = match &config.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
@@ -416,6 +432,11 @@ impl FakeServer {
     /// The hash `GET /rules` currently reports.
     pub fn rules_hash(&self) -> String {
         self.shared.lock().rules_hash.clone()
+    }
+
+    /// What `/scan-cache` holds and answered.
+    pub fn scan_cache_stats(&self) -> ScanCacheStats {
+        scan_cache::stats(&self.shared.lock())
     }
 
     /// Every `PUT /package` evaluated so far, in arrival order.

@@ -682,3 +682,177 @@ fn other_paths_and_methods() {
     assert!(server.url().starts_with("http://127.0.0.1:"));
     assert!(!server.url().ends_with('/'));
 }
+
+/// The scan-cache context of the server's current rules.
+fn cache_context(server: &FakeServer, rules: &BTreeMap<String, String>) -> Value {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for (name, source) in rules {
+        for part in [name, source] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    json!({"scanner": "yara", "rules_commit": server.rules_hash(), "rules_digest": digest, "engine_digest": "e".repeat(64)})
+}
+
+fn cache_post(agent: &ureq::Agent, server: &FakeServer, what: &str, body: &Value) -> Reply {
+    reply(send_json(agent.post(format!("{}/scan-cache/{what}", server.url())), body))
+}
+
+#[test]
+fn the_scan_cache_is_off_unless_switched_on() {
+    let server = start_default();
+    let (status, _) = cache_post(&agent(), &server, "lookup", &json!({}));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn the_scan_cache_checks_rules_leases_and_limits_and_can_be_revoked() {
+    let server = start(ServerConfig { scan_cache: true, scan_cache_rate: 1000, ..ServerConfig::default() });
+    let rules = BTreeMap::from([("a.yar".to_owned(), "rule a { condition: true }".to_owned())]);
+    server.set_rules("r1", rules.clone());
+    server.add_job("p", "1.0", vec![]);
+    let agent = agent();
+    let job = lease(&agent, &server, 1).remove(0);
+    let context = cache_context(&server, &rules);
+    let lease = json!({"name": "p", "version": "1.0", "assignment_id": job["assignment_id"], "attempt": job["attempt"]});
+    let digest = "1".repeat(64);
+    let entry = json!({"file_digest": digest, "language": "", "result": "[[0,[]]]"});
+    let lookup = json!({"context": context, "keys": [{"file_digest": digest, "language": ""}]});
+
+    assert_eq!(
+        cache_post(&agent, &server, "lookup", &lookup),
+        (200, json!({"revoked": false, "entries": []}))
+    );
+    let written = cache_post(
+        &agent,
+        &server,
+        "write",
+        &json!({"context": context, "lease": lease, "entries": [entry]}),
+    );
+    assert_eq!(written, (200, json!({"inserted": 1, "skipped": 0})));
+    let again = cache_post(
+        &agent,
+        &server,
+        "write",
+        &json!({"context": context, "lease": lease, "entries": [entry]}),
+    );
+    assert_eq!(again, (200, json!({"inserted": 0, "skipped": 1})), "the first write wins");
+    assert_eq!(
+        cache_post(&agent, &server, "lookup", &lookup),
+        (200, json!({"revoked": false, "entries": [entry]}))
+    );
+
+    // Other rules, another engine: not the same entries.
+    let mut other = context.clone();
+    other["rules_commit"] = json!("r0");
+    assert_eq!(
+        cache_post(&agent, &server, "lookup", &json!({"context": other, "keys": lookup["keys"]})).0,
+        409
+    );
+    let mut engine = context.clone();
+    engine["engine_digest"] = json!("f".repeat(64));
+    let (status, body) =
+        cache_post(&agent, &server, "lookup", &json!({"context": engine, "keys": lookup["keys"]}));
+    assert_eq!((status, body["entries"].clone()), (200, json!([])));
+
+    // The lease must be current.
+    let mut stale = lease.clone();
+    stale["attempt"] = json!(2);
+    assert_eq!(
+        cache_post(&agent, &server, "write", &json!({"context": context, "lease": stale, "entries": []})).0,
+        409
+    );
+
+    // Wire limits.
+    let keys: Vec<Value> = (0..129).map(|_| json!({"file_digest": digest})).collect();
+    for bad in [
+        json!({"context": context, "keys": []}),
+        json!({"context": context, "keys": keys}),
+        json!({"context": context, "keys": [{"file_digest": "ABC"}]}),
+        json!({"context": {"scanner": "yara"}, "keys": lookup["keys"]}),
+    ] {
+        assert_eq!(cache_post(&agent, &server, "lookup", &bad).0, 422, "{bad}");
+    }
+    let big = format!("[\"{}\"]", "x".repeat(16_400));
+    let many: Vec<Value> = (0..33)
+        .map(|i| json!({"file_digest": format!("{i:064x}"), "result": format!("[\"{}\"]", "x".repeat(16_000))}))
+        .collect();
+    for entries in [
+        json!([{"file_digest": digest, "result": "{}"}]),
+        json!([{"file_digest": digest, "result": big}]),
+        json!(many),
+    ] {
+        let body = json!({"context": context, "lease": lease, "entries": entries});
+        assert_eq!(cache_post(&agent, &server, "write", &body).0, 422);
+    }
+
+    // A revoked context answers nothing but that.
+    let revoke = json!({"context": context, "lease": lease, "entries": [], "revoke": true});
+    assert_eq!(cache_post(&agent, &server, "write", &revoke).0, 200);
+    assert_eq!(
+        cache_post(&agent, &server, "lookup", &lookup),
+        (200, json!({"revoked": true, "entries": []}))
+    );
+    let stats = server.scan_cache_stats();
+    assert_eq!((stats.revoked, stats.entries, stats.inserted), (1, 0, 1));
+}
+
+#[test]
+fn the_scan_cache_limits_its_rate_contexts_and_lifetime() {
+    let server = start(ServerConfig {
+        scan_cache: true,
+        scan_cache_rate: 10,
+        scan_cache_ttl: Duration::from_millis(1500),
+        ..ServerConfig::default()
+    });
+    let rules = BTreeMap::new();
+    server.add_job("p", "1.0", vec![]);
+    let agent = agent();
+    let job = lease(&agent, &server, 1).remove(0);
+    let lease = json!({"name": "p", "version": "1.0", "assignment_id": job["assignment_id"], "attempt": job["attempt"]});
+    let context = cache_context(&server, &rules);
+    let statuses: Vec<u16> = (0..12)
+        .map(|_| {
+            cache_post(
+                &agent,
+                &server,
+                "lookup",
+                &json!({"context": context, "keys": [{"file_digest": "2".repeat(64)}]}),
+            )
+            .0
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(server.scan_cache_stats().rate_limited, statuses.iter().filter(|&&s| s == 429).count() as u64);
+
+    thread::sleep(Duration::from_secs(1));
+    // Eight engines per scanner; a ninth's writes are skipped.
+    let entry = json!({"file_digest": "3".repeat(64), "result": "[]"});
+    for i in 0..9u8 {
+        thread::sleep(Duration::from_millis(110));
+        let mut ctx = context.clone();
+        ctx["engine_digest"] = json!(format!("{i}").repeat(64));
+        let (status, body) = cache_post(
+            &agent,
+            &server,
+            "write",
+            &json!({"context": ctx, "lease": lease, "entries": [entry]}),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(body["inserted"], if i < 8 { 1 } else { 0 }, "engine {i}");
+    }
+    // Entries live for the TTL.
+    thread::sleep(Duration::from_millis(1600));
+    let mut ctx = context.clone();
+    ctx["engine_digest"] = json!("0".repeat(64));
+    let (status, body) = cache_post(
+        &agent,
+        &server,
+        "lookup",
+        &json!({"context": ctx, "keys": [{"file_digest": "3".repeat(64)}]}),
+    );
+    assert_eq!((status, body["entries"].clone()), (200, json!([])));
+}

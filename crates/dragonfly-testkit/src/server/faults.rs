@@ -18,6 +18,8 @@ pub enum Endpoint {
     Token,
     /// Distribution downloads under `/packages/`.
     Download,
+    /// The optional result cache: `POST /scan-cache/lookup` and `/write`.
+    ScanCache,
     /// Every endpoint above (for faults; `/healthz` is never faulted).
     Any,
 }

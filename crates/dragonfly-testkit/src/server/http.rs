@@ -11,6 +11,7 @@ use tiny_http::{Method, Request, StatusCode};
 use super::auth::{self, CF_COOKIE, Headers};
 use super::names::normalize_name;
 use super::queue::Outcome;
+use super::scan_cache;
 use super::{AuthMode, Endpoint, FaultAction, RecordedResult, Shared, State};
 
 /// How long a worker waits for a request before checking for shutdown.
@@ -51,6 +52,8 @@ enum Route {
     Download,
     /// `GET /simple/{name}/`: a project page of the simple index.
     Simple,
+    ScanCacheLookup,
+    ScanCacheWrite,
     MethodNotAllowed,
     NotFound,
 }
@@ -65,6 +68,8 @@ impl Route {
             "/jobs" => (Route::Jobs, *method == Method::Post),
             "/rules" => (Route::Rules, get),
             "/package" => (Route::Package, *method == Method::Put),
+            "/scan-cache/lookup" => (Route::ScanCacheLookup, *method == Method::Post),
+            "/scan-cache/write" => (Route::ScanCacheWrite, *method == Method::Post),
             _ if path.starts_with("/packages/") => (Route::Download, get),
             _ if path.starts_with("/simple/") => (Route::Simple, get),
             _ => return Route::NotFound,
@@ -79,13 +84,14 @@ impl Route {
             Route::Rules => Some(Endpoint::Rules),
             Route::Package => Some(Endpoint::Package),
             Route::Download | Route::Simple => Some(Endpoint::Download),
+            Route::ScanCacheLookup | Route::ScanCacheWrite => Some(Endpoint::ScanCache),
             Route::Healthz | Route::MethodNotAllowed | Route::NotFound => None,
         }
     }
 }
 
 /// A response about to be sent.
-struct Reply {
+pub(super) struct Reply {
     status: u16,
     content_type: &'static str,
     headers: Vec<(&'static str, String)>,
@@ -93,7 +99,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, value: &Value) -> Reply {
+    pub(super) fn json(status: u16, value: &Value) -> Reply {
         Reply {
             status,
             content_type: "application/json",
@@ -102,7 +108,7 @@ impl Reply {
         }
     }
 
-    fn detail(status: u16, detail: &str) -> Reply {
+    pub(super) fn detail(status: u16, detail: &str) -> Reply {
         Reply::json(status, &json!({ "detail": detail }))
     }
 
@@ -229,7 +235,7 @@ fn dispatch(
             },
             None => Reply::detail(404, "Not Found"),
         },
-        Route::Jobs | Route::Rules | Route::Package => {
+        Route::Jobs | Route::Rules | Route::Package | Route::ScanCacheLookup | Route::ScanCacheWrite => {
             match auth::api_verdict(&shared.config.auth, &state.tokens, headers) {
                 auth::Verdict::Allowed => {}
                 auth::Verdict::Unverifiable => {
@@ -245,9 +251,19 @@ fn dispatch(
                         .with_header("WWW-Authenticate", "Bearer".to_owned());
                 }
             }
+            let config = &shared.config;
             let reply = match route {
-                Route::Jobs => jobs(&mut state, query, now, shared.config.extra_jobs),
+                Route::Jobs => jobs(&mut state, query, now, config.extra_jobs),
                 Route::Rules => Reply::json(200, &json!({ "hash": state.rules_hash, "rules": state.rules })),
+                Route::ScanCacheLookup | Route::ScanCacheWrite => {
+                    match scan_cache::admit(&mut state, config.scan_cache, config.scan_cache_rate, now) {
+                        Some(refused) => refused,
+                        None if route == Route::ScanCacheLookup => {
+                            scan_cache::lookup(&mut state, body, config.scan_cache_ttl, now)
+                        }
+                        None => scan_cache::write(&mut state, body, config.scan_cache_ttl, now),
+                    }
+                }
                 _ => package(&mut state, body, now),
             };
             match &shared.config.auth {

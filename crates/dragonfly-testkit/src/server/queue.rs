@@ -232,6 +232,17 @@ impl Queue {
         Outcome::Stored
     }
 
+    /// Whether `assignment_id` and `attempt` are the latest lease of the
+    /// unfinished job `name`/`version` (what a scan-cache write needs).
+    pub fn holds_lease(&self, name: &str, version: &str, assignment_id: &str, attempt: u32) -> bool {
+        let Some(&idx) = self.by_release.get(&(name.to_owned(), version.to_owned())) else {
+            return false;
+        };
+        let job = &self.jobs[idx];
+        matches!(job.status, Status::Pending | Status::Leased)
+            && job.lease.as_ref().is_some_and(|l| l.assignment_id == assignment_id && l.attempt == attempt)
+    }
+
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for job in &self.jobs {
