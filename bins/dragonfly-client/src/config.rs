@@ -105,6 +105,9 @@ pub struct Config {
     pub cache_size: u64,
     /// Directory keeping scan results across restarts (none: memory only).
     pub cache_dir: Option<PathBuf>,
+    /// Share results with the fleet through the server's scan cache when
+    /// it has one.
+    pub scan_cache: bool,
     /// Address for Prometheus metrics and health endpoints (none: off).
     pub metrics_addr: Option<String>,
     /// `text` or `json`.
@@ -149,6 +152,7 @@ impl Default for Config {
             scan_reuse: node.scan_reuse,
             cache_size: node.cache_size,
             cache_dir: None,
+            scan_cache: node.scan_cache,
             metrics_addr: None,
             log_format: LogFormat::Text,
         }
@@ -326,6 +330,7 @@ impl Config {
             scan_reuse: self.scan_reuse,
             cache_size: self.cache_size,
             cache_dir: self.cache_dir.clone(),
+            scan_cache: self.scan_cache,
             memory_limit: self.effective_memory_limit().map(|(bytes, _)| bytes),
             ..NodeSettings::default()
         }

@@ -81,7 +81,7 @@ impl Collector for NodeCollector {
             MetricType::Info,
         )?)?;
 
-        let counters: [Row; 18] = [
+        let counters: [Row; 20] = [
             ("jobs_leased", "Jobs leased from the control server.", None, s.jobs_leased),
             ("jobs_succeeded", "Jobs scanned completely (a score was reported).", None, s.jobs_succeeded),
             ("results_delivered", "Results the control server accepted.", None, s.results_delivered),
@@ -134,6 +134,18 @@ impl Collector for NodeCollector {
                 "Checked cache hits that differed from a new scan (reuse is then off for the rule set).",
                 None,
                 s.reuse.mismatched_files,
+            ),
+            (
+                "scan_reuse_shared",
+                "Files whose results came from the fleet's scan cache on the server.",
+                None,
+                s.reuse.shared_files,
+            ),
+            (
+                "scan_reuse_errors",
+                "Calls to the server's scan cache that failed (the files were scanned).",
+                None,
+                s.reuse.errors,
             ),
         ];
         for (name, help, unit, value) in &counters {
@@ -517,6 +529,8 @@ mod tests {
             reused_bytes: 3000,
             validated_files: 2,
             mismatched_files: 1,
+            shared_files: 4,
+            errors: 1,
             ..Default::default()
         };
         let report = DistributionReport {
@@ -551,6 +565,8 @@ mod tests {
             ("dragonfly_scan_reuse_reused_bytes_total", "3000"),
             ("dragonfly_scan_reuse_audits_total", "2"),
             ("dragonfly_scan_reuse_audit_mismatches_total", "1"),
+            ("dragonfly_scan_reuse_shared_total", "4"),
+            ("dragonfly_scan_reuse_errors_total", "1"),
         ];
         for (series, value) in expected {
             assert_eq!(value_of(&text, series), Some(value), "{series} in\n{text}");

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use dragonfly_testkit::fixtures::{self, FixtureFile};
-use dragonfly_testkit::server::{Distribution, FakeServer, ServerConfig};
+use dragonfly_testkit::server::{Distribution, Endpoint, FakeServer, Fault, FaultAction, ServerConfig};
 use serde_json::Value;
 
 /// Consecutive releases where most files carry over, each as an sdist and
@@ -44,10 +44,17 @@ fn run_node(mode: &str) -> Vec<(String, Value)> {
 
 /// As [`run_node`], with more settings.
 fn run_node_with(mode: &str, env: &[(&str, &str)]) -> Vec<(String, Value)> {
-    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    run_on(&FakeServer::start(ServerConfig::default()).unwrap(), mode, env)
+}
+
+/// Queues the releases on `server` (again, if they were) and runs a node
+/// with `mode` and `env` until each has a result; the result bodies by
+/// version.
+fn run_on(server: &FakeServer, mode: &str, env: &[(&str, &str)]) -> Vec<(String, Value)> {
     let rules =
         dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
     server.set_rules("r1", rules);
+    let before = server.results().len();
     let all = releases();
     for (version, files) in &all {
         server.add_package(
@@ -82,11 +89,11 @@ fn run_node_with(mode: &str, env: &[(&str, &str)]) -> Vec<(String, Value)> {
             .unwrap(),
     );
     let started = Instant::now();
-    while server.results().len() < all.len() && started.elapsed() < Duration::from_secs(60) {
+    while server.results().len() < before + all.len() && started.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let output = node.terminate_with_output();
-    let results = server.results();
+    let results = server.results().split_off(before);
     assert_eq!(results.len(), all.len(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(results.iter().all(|r| r.status == 200), "every result accepted: {results:?}");
     let mut bodies: Vec<(String, Value)> = results.into_iter().map(|r| (r.version, r.body)).collect();
@@ -149,5 +156,65 @@ fn a_restarted_node_keeps_its_results_in_the_cache_directory() {
         // Everything was scanned before the restart.
         assert_eq!(after["scan_reuse"]["engine_files"], 0, "{version}: {after}");
         assert_eq!(after["scan_reuse"]["reused_files"], after["scan_reuse"]["candidate_files"], "{after}");
+    }
+}
+
+fn cache_server() -> FakeServer {
+    FakeServer::start(ServerConfig { scan_cache: true, scan_cache_rate: 1000, ..ServerConfig::default() })
+        .unwrap()
+}
+
+#[test]
+fn a_second_node_takes_what_the_first_scanned_from_the_servers_scan_cache() {
+    let server = cache_server();
+    let first = run_on(&server, "reuse", &[]);
+    let stored = server.scan_cache_stats();
+    assert!(stored.inserted >= 14 && stored.entries as u64 == stored.inserted, "{stored:?}");
+    // Another node, nothing kept locally.
+    let second = run_on(&server, "reuse", &[]);
+    for ((version, before), (_, after)) in first.iter().zip(&second) {
+        assert_eq!(verdict(before), verdict(after), "{version}");
+        let reuse = &after["scan_reuse"];
+        assert_eq!(reuse["engine_files"], 0, "{version}: everything came from the fleet: {after}");
+        assert_eq!(reuse["reused_files"], reuse["candidate_files"], "{after}");
+        assert_eq!(reuse["errors"], 0, "{after}");
+    }
+    assert_eq!(server.scan_cache_stats().inserted, stored.inserted, "nothing new to offer");
+    // With the cache switched off on the node, nothing is asked.
+    let asked = server.stats().requests_to(Endpoint::ScanCache);
+    run_on(&server, "reuse", &[("DRAGONFLY_SCAN_CACHE", "false")]);
+    assert_eq!(server.stats().requests_to(Endpoint::ScanCache), asked);
+}
+
+#[test]
+fn a_server_without_a_scan_cache_is_asked_once() {
+    let server = FakeServer::start(ServerConfig::default()).unwrap();
+    let bodies = run_on(&server, "reuse", &[]);
+    assert_eq!(server.stats().requests_to(Endpoint::ScanCache), 1, "a 404 closes it for 10 minutes");
+    for (version, body) in &bodies {
+        assert_eq!(body["scan_reuse"]["errors"], 0, "{version}: a 404 is no error: {body}");
+    }
+}
+
+#[test]
+fn a_failing_or_slow_scan_cache_never_fails_a_job() {
+    let reference = run_node("reuse");
+    for action in
+        [FaultAction::Status(503), FaultAction::Status(429), FaultAction::Delay(Duration::from_secs(2))]
+    {
+        let server = cache_server();
+        server.add_fault(Fault::new(Endpoint::ScanCache, action));
+        let started = Instant::now();
+        let bodies = run_on(&server, "reuse", &[]);
+        let mut errors = 0;
+        for ((version, want), (_, got)) in reference.iter().zip(&bodies) {
+            assert_eq!(verdict(want), verdict(got), "{action:?} {version}");
+            errors += got["scan_reuse"]["errors"].as_u64().unwrap();
+        }
+        // A 429 closes the cache for a second: later jobs may not ask.
+        assert!(errors >= 1, "{action:?}: {bodies:?}");
+        // At most a request's budget (750 ms) per job when the cache is slow.
+        assert!(started.elapsed() < Duration::from_secs(30), "{action:?}");
+        assert_eq!(server.scan_cache_stats().inserted, 0, "{action:?}");
     }
 }

@@ -161,8 +161,15 @@ pub(crate) struct Tally {
     counts: [AtomicU64; 14],
     /// Results scanned in this distribution, for the shared results: by
     /// digest, each group's.
-    pub(crate) fresh: Mutex<HashMap<[u8; 32], Vec<(GroupId, Arc<Raw>)>>>,
+    pub(crate) fresh: Mutex<Fresh>,
 }
+
+/// Results scanned in one distribution: by digest, each group's.
+pub(crate) type Fresh = HashMap<[u8; 32], Vec<(GroupId, Arc<Raw>)>>;
+
+/// One rule's result in a portable form: its name, match count and
+/// `(pattern, start, end)` ranges.
+pub(crate) type RuleParts<N, P> = (N, u64, Vec<(P, usize, usize)>);
 
 /// The fields of a [`Tally`], in [`ReuseCounts`] order.
 #[derive(Clone, Copy)]
@@ -254,7 +261,7 @@ impl Raw {
             u64::from_le_bytes(b.try_into().unwrap_or_default())
         }
         let n_rules = u32_of(take(4)?);
-        let mut parts: Vec<(&str, u64, Vec<(String, usize, usize)>)> = Vec::with_capacity(n_rules.min(1024));
+        let mut parts: Vec<RuleParts<&str, String>> = Vec::with_capacity(n_rules.min(1024));
         for _ in 0..n_rules {
             let len = u32_of(take(4)?);
             let name = std::str::from_utf8(take(len)?).ok()?;
@@ -284,7 +291,7 @@ impl Raw {
     /// has, each once, at most [`MAX_EVIDENCE`](crate::MAX_EVIDENCE) ranges
     /// and no more than counted, each within the file.
     pub(crate) fn checked<N: AsRef<str>>(
-        parts: Vec<(N, u64, Vec<(String, usize, usize)>)>,
+        parts: Vec<RuleParts<N, String>>,
         rules: &crate::RuleSet,
         size: usize,
     ) -> Option<Raw> {
@@ -310,10 +317,7 @@ impl Raw {
     }
 
     /// Per rule its name, match count and `(pattern, start, end)` ranges.
-    pub(crate) fn parts<'r>(
-        &self,
-        rules: &'r crate::RuleSet,
-    ) -> Vec<(&'r str, u64, Vec<(&str, usize, usize)>)> {
+    pub(crate) fn parts<'r>(&self, rules: &'r crate::RuleSet) -> Vec<RuleParts<&'r str, &str>> {
         self.0
             .iter()
             .map(|(index, ranges)| {

@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::plan::GroupId;
-use crate::reuse::Raw;
+use crate::reuse::{Raw, RuleParts};
 
 /// At most this many files' digests are held back and looked up at once.
 pub const SHARED_BATCH_FILES: usize = 128;
@@ -60,7 +60,7 @@ pub trait SharedResults: Send + Sync + fmt::Debug {
 
 /// One group's result in the shared form: per rule its name, match count
 /// and `[pattern, start, end]` ranges.
-type GroupParts<N, P> = (usize, Vec<(N, u64, Vec<(P, usize, usize)>)>);
+type GroupParts<N, P> = (usize, Vec<RuleParts<N, P>>);
 
 /// The shared form of a file's results, one element per rule group:
 /// `[[group, [[rule, count, [[pattern, start, end], ...]], ...]], ...]`.

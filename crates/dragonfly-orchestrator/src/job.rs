@@ -68,7 +68,9 @@ impl JobState {
     /// were loaded when the first one was ready).
     pub(crate) fn engine(&self, rules: &Rules<'_>) -> Option<&Engine> {
         self.engine
-            .get_or_init(|| rules.current().map(|engine| engine.with_deadline(Some(self.deadline))))
+            .get_or_init(|| {
+                rules.engine_for(&self.job).map(|engine| engine.with_deadline(Some(self.deadline)))
+            })
             .as_ref()
     }
 

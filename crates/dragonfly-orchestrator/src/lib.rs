@@ -57,6 +57,7 @@ mod loader;
 mod node;
 mod result;
 mod rules;
+mod scan_cache;
 mod scanning;
 mod sender;
 mod settings;

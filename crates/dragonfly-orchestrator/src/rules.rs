@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use dragonfly_api::Backoff;
-use dragonfly_engine::{CompileError, Engine, ResultStore, ReuseCache, ReuseMode, RuleSet, rules_digest};
+use dragonfly_api::{Backoff, Job, ScanCacheContext, ScanCacheLease};
+use dragonfly_engine::{
+    CompileError, Engine, ResultStore, ReuseCache, ReuseMode, RuleSet, SharedResults, engine_digest,
+    rules_digest,
+};
 
 use crate::node::Handles;
+use crate::scan_cache::{Gate, RuleSetCache};
 
 /// Waits after failed rule fetches or compiles: 5 s, doubling up to 10 min.
 const RETRY: Backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(600));
@@ -38,11 +42,21 @@ pub(crate) struct Rules<'a> {
     node: Handles<'a>,
     /// The scanning pool; rule groups are compiled on it.
     pool: &'a rayon::ThreadPool,
-    current: RwLock<Option<Engine>>,
+    current: RwLock<Option<Loaded>>,
     /// Where results outlive the process, if anywhere.
     store: Option<Arc<dyn ResultStore>>,
+    /// Whether the server's scan cache may be asked now.
+    gate: Arc<Gate>,
     /// Serialises refreshes so that a rule set is fetched and compiled once.
     refresh: Mutex<RetryState>,
+}
+
+/// A rule set ready to scan with.
+#[derive(Clone)]
+struct Loaded {
+    engine: Engine,
+    /// The server's scan cache for these rules, when it is used.
+    scan_cache: Option<Arc<RuleSetCache>>,
 }
 
 #[derive(Default)]
@@ -60,12 +74,32 @@ impl<'a> Rules<'a> {
         pool: &'a rayon::ThreadPool,
         store: Option<Arc<dyn ResultStore>>,
     ) -> Self {
-        Rules { node, pool, current: RwLock::new(None), store, refresh: Mutex::new(RetryState::default()) }
+        Rules {
+            node,
+            pool,
+            current: RwLock::new(None),
+            store,
+            gate: Arc::default(),
+            refresh: Mutex::new(RetryState::default()),
+        }
     }
 
     /// The engine for the current rules, if any were loaded yet.
     pub(crate) fn current(&self) -> Option<Engine> {
+        Some(self.loaded()?.engine)
+    }
+
+    fn loaded(&self) -> Option<Loaded> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The engine to scan `job` with: the current rules', sharing results
+    /// through the server's scan cache under the job's lease when it is used.
+    pub(crate) fn engine_for(&self, job: &Job) -> Option<Engine> {
+        let Loaded { engine, scan_cache } = self.loaded()?;
+        let shared = scan_cache
+            .map(|cache| Arc::new(cache.for_job(ScanCacheLease::of(job))) as Arc<dyn SharedResults>);
+        Some(engine.with_shared(shared))
     }
 
     /// The hash of the current rules.
@@ -97,8 +131,8 @@ impl<'a> Rules<'a> {
             return self.current().is_some();
         }
         match self.fetch_and_compile() {
-            Ok(engine) => {
-                let hash = engine.rules().hash().to_owned();
+            Ok(loaded) => {
+                let hash = loaded.engine.rules().hash().to_owned();
                 let previous = self.current_hash();
                 *backoff = RetryState::default();
                 if previous.as_deref() == Some(hash.as_str()) {
@@ -111,7 +145,7 @@ impl<'a> Rules<'a> {
                     }
                     return true;
                 }
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
                 match previous {
                     Some(old) => log::info!("rules updated from {old} to {hash}"),
                     None => log::info!("rules {hash} loaded"),
@@ -138,9 +172,9 @@ impl<'a> Rules<'a> {
     }
 
     /// The engine for the rules the server serves now.
-    fn fetch_and_compile(&self) -> Result<Engine, RulesError> {
+    fn fetch_and_compile(&self) -> Result<Loaded, RulesError> {
         let set = self.node.client.rules()?;
-        if let Some(current) = self.current().filter(|e| e.rules().hash() == set.hash) {
+        if let Some(current) = self.loaded().filter(|l| l.engine.rules().hash() == set.hash) {
             return Ok(current);
         }
         let started = Instant::now();
@@ -167,10 +201,20 @@ impl<'a> Rules<'a> {
                 None => cache,
             })
         });
-        Ok(Engine::new(Arc::new(rules))
+        let scan_cache = (reuse.is_some() && settings.scan_cache).then(|| {
+            let context = ScanCacheContext {
+                scanner: "yara".to_owned(),
+                rules_commit: set.hash.clone(),
+                rules_digest: rules_digest(&set.rules),
+                engine_digest: engine_digest(),
+            };
+            Arc::new(RuleSetCache::new(self.node.client.clone(), Arc::clone(&self.gate), context))
+        });
+        let engine = Engine::new(Arc::new(rules))
             .with_limits(settings.limits.clone())
             .with_timeout(settings.scan_timeout)
-            .with_reuse(reuse))
+            .with_reuse(reuse);
+        Ok(Loaded { engine, scan_cache })
     }
 
     fn cache_path(&self, hash: &str) -> Option<PathBuf> {

@@ -73,6 +73,9 @@ pub struct NodeSettings {
     /// Directory of the store that keeps results across restarts (none:
     /// in memory only).
     pub cache_dir: Option<PathBuf>,
+    /// Whether results are shared with the fleet through the server's
+    /// scan cache when it has one (and reuse is not off).
+    pub scan_cache: bool,
 }
 
 impl Default for NodeSettings {
@@ -93,6 +96,7 @@ impl Default for NodeSettings {
             scan_reuse: ReuseMode::default(),
             cache_size: DEFAULT_BUDGET_BYTES as u64,
             cache_dir: None,
+            scan_cache: true,
         }
     }
 }
@@ -108,7 +112,15 @@ impl NodeSettings {
         let by_size = self.max_scan_size.saturating_mul(3 * self.threads as u64 + 1);
         let Some(limit) = self.memory_limit else { return by_size };
         let inflated = self.limits.max_file_bytes.saturating_mul(self.threads as u64);
-        let cache = if self.scan_reuse == ReuseMode::Off { 0 } else { self.cache_size };
+        let cache = match self.scan_reuse {
+            ReuseMode::Off => 0,
+            // Files held back for a scan-cache lookup, per thread.
+            _ if self.scan_cache => {
+                self.cache_size
+                    + (dragonfly_engine::SHARED_BATCH_BYTES as u64).saturating_mul(self.threads as u64)
+            }
+            _ => self.cache_size,
+        };
         let left = limit.saturating_sub(inflated).saturating_sub(MEMORY_OVERHEAD).saturating_sub(cache);
         by_size.min(left.clamp(limit / 8, limit / 4))
     }
