@@ -133,6 +133,9 @@ pub struct ReuseCounts {
     pub shared_files: u64,
     /// Calls to the shared results that failed.
     pub errors: u64,
+    /// Of the reused files, zip entries not even decompressed: stored
+    /// alike to an entry seen before, and clean.
+    pub unextracted_files: u64,
 }
 
 impl ReuseCounts {
@@ -152,13 +155,14 @@ impl ReuseCounts {
         self.engine_us += other.engine_us;
         self.shared_files += other.shared_files;
         self.errors += other.errors;
+        self.unextracted_files += other.unextracted_files;
     }
 }
 
 /// [`ReuseCounts`] that scanning threads add to.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    counts: [AtomicU64; 14],
+    counts: [AtomicU64; 15],
     /// Results scanned in this distribution, for the shared results: by
     /// digest, each group's.
     pub(crate) fresh: Mutex<Fresh>,
@@ -188,6 +192,7 @@ pub(crate) enum Count {
     EngineUs,
     Shared,
     Errors,
+    Unextracted,
 }
 
 impl Tally {
@@ -212,6 +217,7 @@ impl Tally {
             engine_us: n(Count::EngineUs),
             shared_files: n(Count::Shared),
             errors: n(Count::Errors),
+            unextracted_files: n(Count::Unextracted),
         }
     }
 }
@@ -345,6 +351,17 @@ struct Entries {
     shared: HashSet<Key>,
 }
 
+/// About how many bytes one known zip entry takes.
+const MEMBER_WEIGHT: usize = 160;
+
+/// Zip entries known by how they are stored (a SHA-256 over their stored
+/// form): the SHA-256 and size of what they extract to, oldest first out.
+#[derive(Debug, Default)]
+struct Members {
+    map: HashMap<[u8; 32], ([u8; 32], u64)>,
+    order: VecDeque<[u8; 32]>,
+}
+
 /// Results kept by content for one engine (one rule set), within a memory
 /// budget; the oldest entries go first.
 #[derive(Debug)]
@@ -353,6 +370,8 @@ pub struct ReuseCache {
     budget: usize,
     audit_every: u64,
     entries: Mutex<Entries>,
+    /// Within an eighth of the budget.
+    members: Mutex<Members>,
     /// Set by a mismatch: nothing is looked up again.
     disabled: AtomicBool,
     hits: AtomicU64,
@@ -387,6 +406,7 @@ impl ReuseCache {
             budget: budget_bytes,
             audit_every: DEFAULT_AUDIT_EVERY,
             entries: Mutex::default(),
+            members: Mutex::default(),
             disabled: AtomicBool::new(false),
             hits: AtomicU64::new(0),
             totals: Mutex::default(),
@@ -550,6 +570,27 @@ impl ReuseCache {
         self.lock().shared.contains(&(*digest, group))
     }
 
+    /// What the zip entry stored as `stored` (see [`stored_key`]) was seen
+    /// to extract to: its SHA-256 and size.
+    pub(crate) fn member(&self, stored: &[u8; 32]) -> Option<([u8; 32], u64)> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner()).map.get(stored).copied()
+    }
+
+    /// Remembers what the zip entry stored as `stored` extracted to.
+    pub(crate) fn remember_member(&self, stored: [u8; 32], digest: [u8; 32], size: u64) {
+        let capacity = self.budget / 8 / MEMBER_WEIGHT;
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if capacity == 0 || members.map.insert(stored, (digest, size)).is_some() {
+            return;
+        }
+        members.order.push_back(stored);
+        while members.order.len() > capacity {
+            if let Some(old) = members.order.pop_front() {
+                members.map.remove(&old);
+            }
+        }
+    }
+
     /// Whether this hit is one to check by scanning again.
     pub(crate) fn audit_now(&self) -> bool {
         let n = self.hits.fetch_add(1, Ordering::Relaxed) + 1;
@@ -562,6 +603,7 @@ impl ReuseCache {
         self.disabled.store(true, Ordering::Relaxed);
         let mut entries = self.lock();
         *entries = Entries::default();
+        *self.members.lock().unwrap_or_else(|e| e.into_inner()) = Members::default();
         if let Some(store) = &self.store {
             store.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
             // What is on disk for these rules is not trusted either.

@@ -331,7 +331,7 @@ impl Engine {
         }
         out.files += 1;
         out.bytes += file.data.len() as u64;
-        let result = self.scan_file(file, digest, tally);
+        let result = self.scan_file(file, digest, false, tally);
         stop.saw(&result);
         out.results.push(result);
     }
@@ -359,7 +359,14 @@ impl Engine {
                     .into_par_iter()
                     .with_max_len(1)
                     .filter(|&i| !stop.skip(i, zip.path(i)))
-                    .map(|i| self.scan_entry(zip, i, zip.extract(i)?, None, &stop, tally))
+                    .map(|i| match self.known_member(zip, i, tally)? {
+                        Member::Known(done) => Ok(done),
+                        Member::Extract { stored, audit } => {
+                            let file = zip.extract(i)?;
+                            let digest = self.remember_member(stored, &file);
+                            self.scan_entry(zip, i, file, digest, audit, &stop, tally)
+                        }
+                    })
                     .collect()
             } else {
                 self.scan_zip_batched(zip, order, &stop, tally)
@@ -412,27 +419,106 @@ impl Engine {
         }
         let mut all = Vec::with_capacity(zip.len());
         for batch in batches {
-            let files: Vec<(usize, File, [u8; 32])> = batch
+            type Extracted = (usize, File, [u8; 32], bool);
+            let out: Vec<Result<(usize, Scanned), Extracted>> = batch
                 .into_par_iter()
                 .with_max_len(1)
                 .filter(|&i| !stop.skip(i, zip.path(i)))
-                .map(|i| {
-                    let file = zip.extract(i)?;
-                    let digest = sha256(&file.data);
-                    Ok((i, file, digest))
+                .map(|i| match self.known_member(zip, i, tally)? {
+                    Member::Known(done) => Ok(Ok(done)),
+                    Member::Extract { stored, audit } => {
+                        let file = zip.extract(i)?;
+                        let digest =
+                            self.remember_member(stored, &file).unwrap_or_else(|| sha256(&file.data));
+                        Ok(Err((i, file, digest, audit)))
+                    }
                 })
                 .collect::<Result<_, dragonfly_flatten::Error>>()?;
+            let mut files = Vec::with_capacity(out.len());
+            for item in out {
+                match item {
+                    Ok(done) => all.push(done),
+                    Err(extracted) => files.push(extracted),
+                }
+            }
             let wanted: Vec<(&File, [u8; 32])> =
-                files.iter().filter(|(i, _, _)| zip.wanted(*i)).map(|(_, f, d)| (f, *d)).collect();
+                files.iter().filter(|(i, _, _, _)| zip.wanted(*i)).map(|(_, f, d, _)| (f, *d)).collect();
             self.fetch_shared(&wanted, tally);
             let done: Vec<(usize, Scanned)> = files
                 .into_par_iter()
                 .with_max_len(1)
-                .map(|(i, file, digest)| self.scan_entry(zip, i, file, Some(digest), stop, tally))
+                .map(|(i, file, digest, audit)| {
+                    self.scan_entry(zip, i, file, Some(digest), audit, stop, tally)
+                })
                 .collect::<Result<_, dragonfly_flatten::Error>>()?;
             all.extend(done);
         }
         Ok(all)
+    }
+
+    /// Whether zip entry `i` is known without extracting it: stored alike
+    /// to an entry extracted before, whose every group's result is kept and
+    /// clean for its names (a match needs the bytes, for its evidence).
+    /// Only in `reuse` mode; an audit extracts and scans it.
+    fn known_member(
+        &self,
+        zip: &ZipFiles<'_>,
+        i: usize,
+        tally: &Tally,
+    ) -> Result<Member, dragonfly_flatten::Error> {
+        let none = Member::Extract { stored: None, audit: false };
+        let Some(cache) = self.reuse.as_deref().filter(|c| c.active() && c.mode() == ReuseMode::Reuse) else {
+            return Ok(none);
+        };
+        if self.rules.reads_the_clock() || zip.opens_nested(i) || !zip.wanted(i) {
+            return Ok(none);
+        }
+        let Some(entry) = zip.stored(i) else { return Ok(none) };
+        let started = Instant::now();
+        let stored = stored_key(&entry);
+        let extract = Member::Extract { stored: Some(stored), audit: false };
+        let Some((digest, size)) = cache.member(&stored) else {
+            tally.add(Count::OverheadUs, started.elapsed().as_micros() as u64);
+            return Ok(extract);
+        };
+        let names: Vec<&str> =
+            std::iter::once(zip.path(i)).chain(zip.aliases(i).iter().map(String::as_str)).collect();
+        let mut groups: Vec<GroupId> = names.iter().map(|name| self.rules.group_for(name)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let len = usize::try_from(size).unwrap_or(usize::MAX);
+        let infos = self.rules.rules();
+        for &group in &groups {
+            let Some(raw) = cache.get(&digest, group, &self.rules, len) else { return Ok(extract) };
+            if raw.0.iter().any(|(index, _)| names.iter().any(|name| infos[*index].applies_to(name))) {
+                return Ok(extract);
+            }
+        }
+        if cache.audit_now() {
+            return Ok(Member::Extract { stored: Some(stored), audit: true });
+        }
+        zip.account(i, size)?;
+        tally.add(Count::Lookups, groups.len() as u64);
+        tally.add(Count::Candidates, 1);
+        tally.add(Count::Reused, 1);
+        tally.add(Count::ReusedBytes, size);
+        tally.add(Count::Unextracted, 1);
+        tally.add(Count::OverheadUs, started.elapsed().as_micros() as u64);
+        if let Some(observer) = &self.on_file {
+            observer.notify(size);
+        }
+        Ok(Member::Known((
+            i,
+            Scanned { files: 1, bytes: size, results: vec![FileResult::Clean], ..Default::default() },
+        )))
+    }
+
+    /// Remembers what the entry stored as `stored` extracted to; its digest.
+    fn remember_member(&self, stored: Option<[u8; 32]>, file: &File) -> Option<[u8; 32]> {
+        let (stored, cache) = (stored?, self.reuse.as_deref()?);
+        let digest = sha256(&file.data);
+        cache.remember_member(stored, digest, file.data.len() as u64);
+        Some(digest)
     }
 
     /// Scans zip entry `i` (its `file`, with its digest if known) and what
@@ -443,13 +529,14 @@ impl Engine {
         i: usize,
         file: File,
         digest: Option<[u8; 32]>,
+        audit: bool,
         stop: &Stop,
         tally: &Tally,
     ) -> Result<(usize, Scanned), dragonfly_flatten::Error> {
         let keep = |path: &str| self.rules.applies_to(path);
         let mut scanned = Scanned::default();
         let mut scan = |file: &File, digest: Option<[u8; 32]>| {
-            let result = self.scan_file(file, digest, tally);
+            let result = self.scan_file(file, digest, audit, tally);
             stop.saw(&result);
             scanned.files += 1;
             scanned.bytes += file.data.len() as u64;
@@ -510,7 +597,7 @@ impl Engine {
             if stop.skip(i, &wanted[i].path) {
                 return None;
             }
-            let result = self.scan_file(wanted[i], digests[i], tally);
+            let result = self.scan_file(wanted[i], digests[i], false, tally);
             stop.saw(&result);
             Some((i, result))
         };
@@ -537,15 +624,21 @@ impl Engine {
 
     /// Scans one file with the rules of each of its names' groups; a match
     /// counts when its rule applies to any of the names.
-    fn scan_file(&self, file: &File, digest: Option<[u8; 32]>, tally: &Tally) -> FileResult {
-        let result = self.scan_file_groups(file, digest, tally);
+    fn scan_file(&self, file: &File, digest: Option<[u8; 32]>, audit: bool, tally: &Tally) -> FileResult {
+        let result = self.scan_file_groups(file, digest, audit, tally);
         if let Some(observer) = &self.on_file {
             observer.notify(file.data.len() as u64);
         }
         result
     }
 
-    fn scan_file_groups(&self, file: &File, known: Option<[u8; 32]>, tally: &Tally) -> FileResult {
+    fn scan_file_groups(
+        &self,
+        file: &File,
+        known: Option<[u8; 32]>,
+        audit: bool,
+        tally: &Tally,
+    ) -> FileResult {
         let groups = self.groups_of(file);
         let size = file.data.len() as u64;
         let started = Instant::now();
@@ -566,8 +659,8 @@ impl Engine {
                 }
                 _ => None,
             };
-            let trusted =
-                kept.is_some() && cache.is_some_and(|c| c.mode() == ReuseMode::Reuse && !c.audit_now());
+            let trusted = kept.is_some()
+                && cache.is_some_and(|c| c.mode() == ReuseMode::Reuse && !audit && !c.audit_now());
             if let Some(kept) = &kept
                 && trusted
             {
@@ -706,6 +799,29 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
+}
+
+/// A zip entry known without extracting it, or what to extract it with.
+enum Member {
+    Known((usize, Scanned)),
+    Extract {
+        /// The key of how it is stored, to remember what it extracts to.
+        stored: Option<[u8; 32]>,
+        /// Scan it even if its result is kept: an audit.
+        audit: bool,
+    },
+}
+
+/// SHA-256 over how a zip entry is stored: method, declared CRC-32 and
+/// size, and its stored bytes; all that its extraction depends on.
+fn stored_key(entry: &dragonfly_flatten::StoredEntry<'_>) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update([u8::from(entry.deflated)]);
+    hasher.update(entry.crc32.to_le_bytes());
+    hasher.update(entry.size.to_le_bytes());
+    hasher.update(entry.data);
+    hasher.finalize().into()
 }
 
 /// What a stream's files gave, in order.

@@ -565,3 +565,55 @@ fn identical_files_in_a_package_are_scanned_once() {
     assert_eq!(scores[0], scores[1]);
     assert_eq!(report.files.iter().filter(|f| f.matches.iter().any(|m| m.name == "setup_system")).count(), 3);
 }
+
+#[test]
+fn unchanged_wheel_entries_are_not_even_decompressed() {
+    use dragonfly_engine::{ReuseCache, ReuseMode};
+    let rules = Arc::new(RuleSet::compile("t", rules_source()).unwrap());
+    let plain = Engine::new(Arc::clone(&rules));
+    let cache = Arc::new(ReuseCache::new(ReuseMode::Reuse, 64 << 20).with_audit_every(0));
+    let reusing = Engine::new(Arc::clone(&rules)).with_reuse(Some(cache));
+    let release = |version: u32| {
+        let mut files = package_files("big-3");
+        for i in 0..40 {
+            let mut data = noise(i + 1, 64 << 10);
+            if i % 10 == 3 {
+                data.extend_from_slice(&payload(&["\nimport base64\nexec(base", "64.b64decode('eA=='))"]));
+            }
+            if i == 7 {
+                data.extend_from_slice(format!("\nV = {version}\n").as_bytes());
+            }
+            files.push((format!("big-3/gen/m{i}.py"), data));
+        }
+        wheel(&files)
+    };
+    let summary = |r: &dragonfly_engine::DistributionReport| {
+        (
+            r.files.clone(),
+            r.files_scanned,
+            r.bytes_scanned,
+            r.score(),
+            r.error.as_ref().map(|e| e.to_string()),
+        )
+    };
+    let first = reusing.scan_archive("big-3-1.whl", &release(1));
+    assert_eq!(first.reuse.unextracted_files, 0);
+    let bytes = release(2);
+    let second = reusing.scan_archive("big-3-2.whl", &bytes);
+    assert_eq!(summary(&second), summary(&plain.scan_archive("big-3-2.whl", &bytes)));
+    // 40 generated files: 4 match (their evidence needs the bytes), one changed.
+    assert!(second.reuse.unextracted_files >= 35, "{:?}", second.reuse);
+    assert_eq!(second.reuse.engine_files, 1, "only the changed file is scanned: {:?}", second.reuse);
+
+    // Files not decompressed still count against the limits.
+    let limits = Limits { max_total_bytes: 1 << 20, ..Limits::default() };
+    let strict = reusing.clone().with_limits(limits.clone());
+    let want = plain.clone().with_limits(limits).scan_archive("big-3-2.whl", &bytes);
+    let got = strict.scan_archive("big-3-2.whl", &bytes);
+    assert!(want.error.is_some());
+    assert_eq!(
+        got.error.map(|e| std::mem::discriminant(&e)),
+        want.error.map(|e| std::mem::discriminant(&e)),
+        "the same limit is crossed"
+    );
+}

@@ -506,6 +506,19 @@ pub struct ZipFiles<'a> {
     wanted: Vec<bool>,
 }
 
+/// How a zip entry is stored (see [`ZipFiles::stored`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEntry<'a> {
+    /// Deflated (else stored as is).
+    pub deflated: bool,
+    /// The CRC-32 the archive declares.
+    pub crc32: u32,
+    /// The uncompressed size the archive declares.
+    pub size: u64,
+    /// The entry's stored (compressed) bytes.
+    pub data: &'a [u8],
+}
+
 /// Lists the files of the zip `bytes` that pass `keep`, without
 /// decompressing any; fails as [`flatten_filtered`] would before reading
 /// file data.
@@ -572,6 +585,21 @@ impl ZipFiles<'_> {
     /// its name says it is an archive, to open with [`ZipFiles::open_nested`]).
     pub fn wanted(&self, index: usize) -> bool {
         self.wanted[index]
+    }
+
+    /// How file `index` is stored. Extraction depends on nothing else, so
+    /// entries that are stored alike extract to the same bytes (or fail
+    /// alike).
+    pub fn stored(&self, index: usize) -> Option<StoredEntry<'_>> {
+        let (deflated, crc32, size, data) = zipfile::stored(self.bytes, &self.plan.kept[index].entry)?;
+        Some(StoredEntry { deflated, crc32, size, data })
+    }
+
+    /// Counts `size` bytes of file `index` against the limits without
+    /// extracting it, for a caller that knows its content from an entry
+    /// stored alike; fails as extracting it would.
+    pub fn account(&self, index: usize, size: u64) -> Result<(), Error> {
+        self.budget.charge(size, &self.plan.kept[index].path)
     }
 
     /// Whether file `index` is to be opened as a nested archive.

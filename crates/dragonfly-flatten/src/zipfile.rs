@@ -292,6 +292,13 @@ fn unicode_paths<'b>(bytes: &'b [u8], entry: &Entry) -> Vec<(u8, u32, &'b [u8])>
     fields
 }
 
+/// How a planned file is stored: whether deflated, its declared CRC-32 and
+/// size, and its stored bytes (`None` when they are not there).
+pub(crate) fn stored<'a>(bytes: &'a [u8], entry: &OwnedZipFileEntry) -> Option<(bool, u32, u64, &'a [u8])> {
+    let data = slice(bytes, data_start(bytes, entry.header_start())?, entry.compressed_size())?;
+    Some((entry.compression() == CompressionMethod::Deflated, entry.crc32(), entry.size(), data))
+}
+
 /// Decompresses one planned file within the limits.
 pub(crate) fn extract(
     bytes: &[u8],
