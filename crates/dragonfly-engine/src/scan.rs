@@ -364,7 +364,7 @@ impl Engine {
                         Member::Extract { stored, audit } => {
                             let file = zip.extract(i)?;
                             let digest = self.remember_member(stored, &file);
-                            self.scan_entry(zip, i, file, digest, audit, &stop, tally)
+                            self.scan_entry(zip, i, file, (digest, audit), &stop, tally)
                         }
                     })
                     .collect()
@@ -448,7 +448,7 @@ impl Engine {
                 .into_par_iter()
                 .with_max_len(1)
                 .map(|(i, file, digest, audit)| {
-                    self.scan_entry(zip, i, file, Some(digest), audit, stop, tally)
+                    self.scan_entry(zip, i, file, (Some(digest), audit), stop, tally)
                 })
                 .collect::<Result<_, dragonfly_flatten::Error>>()?;
             all.extend(done);
@@ -521,15 +521,15 @@ impl Engine {
         Some(digest)
     }
 
-    /// Scans zip entry `i` (its `file`, with its digest if known) and what
-    /// it holds when it opens as a nested archive.
+    /// Scans zip entry `i` (its `file`, with its digest if known, and
+    /// whether a kept result is to be audited) and what it holds when it
+    /// opens as a nested archive.
     fn scan_entry(
         &self,
         zip: &ZipFiles<'_>,
         i: usize,
         file: File,
-        digest: Option<[u8; 32]>,
-        audit: bool,
+        (digest, audit): (Option<[u8; 32]>, bool),
         stop: &Stop,
         tally: &Tally,
     ) -> Result<(usize, Scanned), dragonfly_flatten::Error> {
