@@ -108,6 +108,8 @@ pub struct Config {
     /// Share results with the fleet through the server's scan cache when
     /// it has one.
     pub scan_cache: bool,
+    /// Scan-cache requests a second this node makes at most.
+    pub scan_cache_rate: u32,
     /// Address for Prometheus metrics and health endpoints (none: off).
     pub metrics_addr: Option<String>,
     /// `text` or `json`.
@@ -153,6 +155,7 @@ impl Default for Config {
             cache_size: node.cache_size,
             cache_dir: None,
             scan_cache: node.scan_cache,
+            scan_cache_rate: node.scan_cache_rate,
             metrics_addr: None,
             log_format: LogFormat::Text,
         }
@@ -331,6 +334,7 @@ impl Config {
             cache_size: self.cache_size,
             cache_dir: self.cache_dir.clone(),
             scan_cache: self.scan_cache,
+            scan_cache_rate: self.scan_cache_rate,
             memory_limit: self.effective_memory_limit().map(|(bytes, _)| bytes),
             ..NodeSettings::default()
         }

@@ -224,24 +224,30 @@ impl Client {
     /// One API call: credential, request, one renewal and retry on 401,
     /// status check, size-limited body.
     fn api(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, Error> {
-        self.api_with(&self.inner.agents.api, method, path, body)
-    }
-
-    /// [`Client::api`] with `agent` (and its timeouts).
-    pub(crate) fn api_with(
-        &self,
-        agent: &Agent,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, Error> {
         let auth = &self.inner.auth;
-        self.api_inner(agent, &method, path, body.as_deref()).map_err(|err| auth.redact(err))
+        self.api_inner(&self.inner.agents.api, &method, path, body.as_deref()).map_err(|err| auth.redact(err))
     }
 
-    /// The agent for the scan cache.
-    pub(crate) fn scan_cache_agent(&self) -> &Agent {
-        &self.inner.agents.scan_cache
+    /// One call of the optional scan cache, within its own timeout. It
+    /// leaves the shared credential alone whatever the answer (no renewal,
+    /// retry or login backoff, no counting of refusals or server errors):
+    /// its failures only mean that the files are scanned.
+    pub(crate) fn scan_cache_call(&self, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+        let auth = &self.inner.auth;
+        let context = format!("POST {path}");
+        let url = format!("{}{path}", self.inner.base_url);
+        let call = || {
+            let credential = auth.credential()?;
+            let agent = &self.inner.agents.scan_cache;
+            let mut response =
+                self.send(agent, &Method::POST, &url, Some(&body), credential.as_ref(), &context)?;
+            auth.observe(response.headers());
+            if response.status().is_success() {
+                return read_limited(&context, response.body_mut(), self.inner.max_response_bytes);
+            }
+            Err(status_error(&context, &mut response))
+        };
+        call().map_err(|err| auth.redact(err))
     }
 
     fn api_inner(

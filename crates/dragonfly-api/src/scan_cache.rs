@@ -6,7 +6,6 @@
 //! when busy) and every timeout is an [`Error`]: the caller scans normally.
 
 use serde::{Deserialize, Serialize};
-use ureq::http::Method;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind};
@@ -145,7 +144,7 @@ impl Client {
         }
         let keys = digests.iter().map(|d| Key { file_digest: d, language: "" }).collect();
         let body = encode("a scan-cache lookup", &Lookup { context, keys })?;
-        let bytes = self.api_with(self.scan_cache_agent(), Method::POST, "/scan-cache/lookup", Some(body))?;
+        let bytes = self.scan_cache_call("/scan-cache/lookup", body)?;
         decode_json("POST /scan-cache/lookup", &bytes)
     }
 
@@ -179,7 +178,7 @@ impl Client {
 
     fn scan_cache_post(&self, write: &Write<'_>) -> Result<ScanCacheWritten, Error> {
         let body = encode("a scan-cache write", write)?;
-        let bytes = self.api_with(self.scan_cache_agent(), Method::POST, "/scan-cache/write", Some(body))?;
+        let bytes = self.scan_cache_call("/scan-cache/write", body)?;
         decode_json("POST /scan-cache/write", &bytes)
     }
 }

@@ -309,7 +309,7 @@ fn run(args: Args) -> Result<()> {
             ..node_options.clone()
         };
         let run = measure::node_run(&server, &stream, &options)?;
-        node_reuse.push(reuse::node_outcome(mode.as_str(), &server, &run));
+        node_reuse.push(reuse::node_outcome(mode.as_str(), &server, 0, &run));
         drop((server, file_server));
     }
     // With the store: a first run fills it, the restarted node is measured.
@@ -327,10 +327,30 @@ fn run(args: Args) -> Result<()> {
             NodeOptions { log_path: out_dir.join("node-reuse-store.log"), extra_env, ..node_options.clone() };
         let run = measure::node_run(&server, &stream, &options)?;
         if round.ends_with("restart") {
-            node_reuse.push(reuse::node_outcome(round, &server, &run));
+            node_reuse.push(reuse::node_outcome(round, &server, 0, &run));
         }
         drop((server, file_server));
     }
+    // The fleet: a first node fills the server's scan cache (at the real
+    // server's 10 requests/s), a second one with nothing kept is measured.
+    let server = FakeServer::start(ServerConfig { scan_cache: true, ..ServerConfig::default() })
+        .context("can not start the fake control server")?;
+    server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+    for round in ["reuse, fleet filled", "reuse, second node, fleet"] {
+        step(&format!("reuse: node end to end, {threads} threads, the server's scan cache ({round})"));
+        let before = server.results().len();
+        let (_, file_server) = queue(&server, archives_of(&stream), args.downloads)?;
+        let mut extra_env = node_options.extra_env.clone();
+        extra_env.push(("DRAGONFLY_SCAN_REUSE".into(), "reuse".into()));
+        let options =
+            NodeOptions { log_path: out_dir.join("node-reuse-fleet.log"), extra_env, ..node_options.clone() };
+        let run = measure::node_run(&server, &stream, &options)?;
+        if round.ends_with("fleet") {
+            node_reuse.push(reuse::node_outcome(round, &server, before, &run));
+        }
+        drop(file_server);
+    }
+    drop(server);
     let reuse = reuse::Reuse::new(stream_info, engine_reuse, node_reuse);
 
     let ratios = report::ratios(

@@ -277,12 +277,14 @@ pub fn node_run(server: &FakeServer, corpus: &[Package], options: &NodeOptions) 
         .stderr(log);
     let log_hint = format!("node log: {}", options.log_path.display());
 
+    // A server may have served a run before: only what comes after counts.
+    let (leases_before, results_before) = (server.stats().leases, server.results().len());
     let started = Instant::now();
     let mut child = command.spawn().with_context(|| format!("can not start {}", options.binary.display()))?;
     let pid = child.id();
     let mut first_lease = None;
     let drained_at = loop {
-        if first_lease.is_none() && server.stats().leases > 0 {
+        if first_lease.is_none() && server.stats().leases > leases_before {
             first_lease = Some(started.elapsed());
         }
         if server.is_drained() {
@@ -318,11 +320,11 @@ pub fn node_run(server: &FakeServer, corpus: &[Package], options: &NodeOptions) 
         results: 0,
         results_ok: 0,
         failures: Vec::new(),
-        leases: server.stats().leases,
+        leases: server.stats().leases - leases_before,
         exit: exit.to_string(),
         verdicts: empty_verdicts(corpus),
     };
-    for result in server.results() {
+    for result in server.results().into_iter().skip(results_before) {
         run.results += 1;
         if result.status == 200 {
             run.results_ok += 1;

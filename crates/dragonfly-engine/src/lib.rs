@@ -78,5 +78,7 @@ pub use reuse::{
 };
 pub use rules::{BUNDLED_HASH, CompileError, RuleSet};
 pub use scan::{DEFAULT_TIMEOUT, Engine, FileObserver};
-pub use shared::{SHARED_BATCH_BYTES, SHARED_BATCH_FILES, SharedEntry, SharedError, SharedResults};
+pub use shared::{
+    SHARED_BATCH_BYTES, SHARED_BATCH_FILES, SHARED_WRITE_FILES, SharedEntry, SharedError, SharedResults,
+};
 pub use suppress::{Suppression, SuppressionError, Suppressions};

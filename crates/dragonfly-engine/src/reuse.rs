@@ -304,7 +304,9 @@ impl Raw {
         let mut raw: Vec<(usize, Ranges)> = Vec::with_capacity(parts.len());
         for (name, count, found) in parts {
             let index = rules.index_of(name.as_ref())?;
-            if raw.iter().any(|(i, _)| *i == index)
+            // Private rules are never reported by a scan.
+            if rules.rules()[index].private
+                || raw.iter().any(|(i, _)| *i == index)
                 || found.len() > crate::MAX_EVIDENCE
                 || found.len() as u64 > count
             {
@@ -525,14 +527,16 @@ impl ReuseCache {
 
     /// Keeps `raw` in memory; returns how many older entries were dropped.
     fn keep(&self, digest: [u8; 32], group: GroupId, raw: Arc<Raw>) -> u64 {
+        self.keep_in(&mut self.lock(), (digest, group), raw).unwrap_or(0)
+    }
+
+    /// Keeps `raw` under `key` in `entries`: how many older entries were
+    /// dropped for it, or `None` when it was not kept (known already, or
+    /// over the whole budget).
+    fn keep_in(&self, entries: &mut Entries, key: Key, raw: Arc<Raw>) -> Option<u64> {
         let weight = raw.weight();
-        if weight > self.budget {
-            return 0;
-        }
-        let mut entries = self.lock();
-        let key = (digest, group);
-        if entries.map.contains_key(&key) {
-            return 0;
+        if weight > self.budget || entries.map.contains_key(&key) {
+            return None;
         }
         let mut evicted = 0;
         while entries.bytes + weight > self.budget {
@@ -546,18 +550,14 @@ impl ReuseCache {
         entries.map.insert(key, raw);
         entries.order.push_back(key);
         entries.bytes += weight;
-        evicted
+        Some(evicted)
     }
 
     /// Keeps `raw`, taken from the fleet's shared results, in memory only
     /// (it is not saved to the store); true if it was not kept before.
     pub(crate) fn keep_shared(&self, digest: [u8; 32], group: GroupId, raw: Arc<Raw>) -> bool {
-        if self.lock().map.contains_key(&(digest, group)) {
-            return false;
-        }
-        self.keep(digest, group, raw);
         let mut entries = self.lock();
-        let kept = entries.map.contains_key(&(digest, group));
+        let kept = self.keep_in(&mut entries, (digest, group), raw).is_some();
         if kept {
             entries.shared.insert((digest, group));
         }

@@ -201,7 +201,8 @@ impl Engine {
     /// use, and rules whose results can be kept.
     fn shared_active(&self) -> Option<&dyn SharedResults> {
         let cache = self.reuse.as_deref()?;
-        (cache.active() && !self.rules.reads_the_clock()).then_some(self.shared.as_deref()?)
+        let shared = self.shared.as_deref()?;
+        (cache.active() && !self.rules.reads_the_clock() && shared.usable()).then_some(shared)
     }
 
     /// Looks up in the shared results the files of `batch` (with their
@@ -447,6 +448,8 @@ impl Engine {
             let done: Vec<(usize, Scanned)> = files
                 .into_par_iter()
                 .with_max_len(1)
+                // The stop is checked again: the lookup took time.
+                .filter(|(i, _, _, _)| !stop.skip(*i, zip.path(*i)))
                 .map(|(i, file, digest, audit)| {
                     self.scan_entry(zip, i, file, (Some(digest), audit), stop, tally)
                 })
@@ -705,9 +708,11 @@ impl Engine {
                         tally.add(Count::Evicted, cache.insert(digest, group, Arc::clone(&raw), &self.rules));
                         if sharing {
                             let mut fresh = tally.fresh.lock().unwrap_or_else(|e| e.into_inner());
-                            let groups = fresh.entry(digest).or_default();
-                            if !groups.iter().any(|(g, _)| *g == group) {
-                                groups.push((group, Arc::clone(&raw)));
+                            if fresh.len() < shared::SHARED_WRITE_FILES || fresh.contains_key(&digest) {
+                                let groups = fresh.entry(digest).or_default();
+                                if !groups.iter().any(|(g, _)| *g == group) {
+                                    groups.push((group, Arc::clone(&raw)));
+                                }
                             }
                         }
                     }

@@ -22,6 +22,9 @@ pub const SHARED_BATCH_FILES: usize = 128;
 /// larger file is looked up with those held before it.
 pub const SHARED_BATCH_BYTES: usize = 8 << 20;
 
+/// At most this many files' results of one distribution are offered.
+pub const SHARED_WRITE_FILES: usize = 4 * SHARED_BATCH_FILES;
+
 /// Why the shared results gave nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SharedError {
@@ -45,6 +48,12 @@ pub struct SharedEntry {
 /// [`Engine::with_shared`](crate::Engine::with_shared)). Calls block; each
 /// is bounded in time by the implementation. Called from scanning threads.
 pub trait SharedResults: Send + Sync + fmt::Debug {
+    /// Whether asking is worth it now (not closed, not out of budget):
+    /// when not, a distribution's files are not held back for it.
+    fn usable(&self) -> bool {
+        true
+    }
+
     /// The results known for `digests` (each 64 lower-case hex digits, at
     /// most [`SHARED_BATCH_FILES`]); digests not known are left out.
     fn lookup(&self, digests: &[String]) -> Result<Vec<SharedEntry>, SharedError>;

@@ -71,8 +71,8 @@ pub use node::{Node, RunSummary};
 pub use result::job_result;
 pub use settings::{
     DEFAULT_BULK_SIZE, DEFAULT_DOWNLOAD_RETRIES, DEFAULT_GRACE_PERIOD, DEFAULT_LEASE_TIMEOUT,
-    DEFAULT_LOAD_DURATION, DEFAULT_MAX_SCAN_SIZE, DEFAULT_SUMMARY_INTERVAL, MEMORY_OVERHEAD, NodeError,
-    NodeSettings, default_threads,
+    DEFAULT_LOAD_DURATION, DEFAULT_MAX_SCAN_SIZE, DEFAULT_SCAN_CACHE_RATE, DEFAULT_SUMMARY_INTERVAL,
+    MEMORY_OVERHEAD, NodeError, NodeSettings, default_threads,
 };
 pub use shutdown::Shutdown;
 pub use stats::{SCAN_SECONDS_BUCKETS, Stats, StatsSnapshot};

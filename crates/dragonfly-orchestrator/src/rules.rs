@@ -79,7 +79,7 @@ impl<'a> Rules<'a> {
             pool,
             current: RwLock::new(None),
             store,
-            gate: Arc::default(),
+            gate: Arc::new(Gate::new(node.settings.scan_cache_rate)),
             refresh: Mutex::new(RetryState::default()),
         }
     }

@@ -4,10 +4,12 @@
 //! Nothing here fails a job. A 404 (the server has no cache, as in
 //! production) closes the cache for the node for [`CLOSED_AFTER_404`]; a
 //! 429 for the time the server asks (at least a second); a lookup
-//! answered 409 (other rules) or `revoked` stops it for the rule set; a
-//! 503, a timeout or a network error stops it for the job. Each request
-//! has the client's scan-cache timeout (750 ms) and each job about
-//! [`JOB_BUDGET`] of cache time in all.
+//! answered 409 (other rules) or `revoked` stops it for the rule set; any
+//! other failure (503, a 409 on write, a timeout, a network error) stops
+//! it for the job. Each request has the client's scan-cache timeout
+//! (750 ms), each job about [`JOB_BUDGET`] of cache time in all, and the
+//! node at most its rate of requests a second (the server takes 10 from
+//! the whole fleet).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,19 +30,47 @@ const RATE_LIMITED: Duration = Duration::from_secs(1);
 
 /// Whether the node may ask the server's cache now (shared by every rule
 /// set and job).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gate {
+    /// Requests a second the node makes at most; beyond, files are scanned.
+    rate: usize,
     closed_until: Mutex<Option<Instant>>,
+    /// When the requests of the last second were made.
+    recent: Mutex<std::collections::VecDeque<Instant>>,
     /// Whether the server was heard to have no cache (logged once).
     absent: AtomicBool,
 }
 
 impl Gate {
+    /// A gate letting `rate` requests a second through.
+    pub(crate) fn new(rate: u32) -> Gate {
+        Gate {
+            rate: rate as usize,
+            closed_until: Mutex::default(),
+            recent: Mutex::default(),
+            absent: AtomicBool::new(false),
+        }
+    }
+
     fn is_open(&self) -> bool {
         self.closed_until
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Takes one of the second's requests, if one is left.
+    fn admit(&self) -> bool {
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        while recent.front().is_some_and(|&t| now.duration_since(t) >= Duration::from_secs(1)) {
+            recent.pop_front();
+        }
+        if recent.len() >= self.rate {
+            return false;
+        }
+        recent.push_back(now);
+        true
     }
 
     fn close_for(&self, wait: Duration) {
@@ -103,15 +133,19 @@ impl JobScanCache {
             && *self.spent.lock().unwrap_or_else(|e| e.into_inner()) < JOB_BUDGET
     }
 
-    /// Runs one request, counting its time against the job's budget.
+    /// Runs one request, counting its time against the job's budget;
+    /// `None` when the node's rate leaves none this second.
     fn timed<T>(
         &self,
         call: impl FnOnce(&Client, &ScanCacheContext) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    ) -> Option<Result<T, Error>> {
+        if !self.rule_set.gate.admit() {
+            return None;
+        }
         let started = Instant::now();
         let result = call(&self.rule_set.client, &self.rule_set.context);
         *self.spent.lock().unwrap_or_else(|e| e.into_inner()) += started.elapsed();
-        result
+        Some(result)
     }
 
     /// What a failed request means for the node, the rule set and the job.
@@ -128,7 +162,11 @@ impl JobScanCache {
                 return SharedError::Skipped;
             }
             Some(409) if operation == "lookup" => self.rule_set.stop("the server's rules differ (409)"),
-            Some(429) => gate.close_for(err.retry_after().unwrap_or(RATE_LIMITED).max(RATE_LIMITED)),
+            Some(429) => {
+                // Flow control, not a failure: the fleet asks too often.
+                gate.close_for(err.retry_after().unwrap_or(RATE_LIMITED).max(RATE_LIMITED));
+                return SharedError::Skipped;
+            }
             _ => {}
         }
         self.stopped.store(true, Ordering::Relaxed);
@@ -138,13 +176,19 @@ impl JobScanCache {
 }
 
 impl SharedResults for JobScanCache {
+    fn usable(&self) -> bool {
+        self.may_ask()
+    }
+
     fn lookup(&self, digests: &[String]) -> Result<Vec<SharedEntry>, SharedError> {
         if digests.is_empty() || !self.may_ask() {
             return Err(SharedError::Skipped);
         }
         let mut found = Vec::new();
         for chunk in digests.chunks(SCAN_CACHE_MAX_KEYS) {
-            let reply = self.timed(|client, context| client.scan_cache_lookup(context, chunk));
+            let Some(reply) = self.timed(|client, context| client.scan_cache_lookup(context, chunk)) else {
+                return Err(SharedError::Skipped);
+            };
             match reply {
                 Ok(reply) if reply.revoked => {
                     self.rule_set.stop("the server revoked the cached results");
@@ -184,7 +228,11 @@ impl SharedResults for JobScanCache {
             if !self.may_ask() {
                 return Err(SharedError::Skipped);
             }
-            match self.timed(|client, context| client.scan_cache_write(context, lease, &batch)) {
+            let Some(reply) = self.timed(|client, context| client.scan_cache_write(context, lease, &batch))
+            else {
+                return Err(SharedError::Skipped);
+            };
+            match reply {
                 Ok(written) => log::debug!(
                     "scan cache: {} results offered, {} stored, {} skipped",
                     batch.len(),
@@ -200,9 +248,13 @@ impl SharedResults for JobScanCache {
     }
 
     fn revoke(&self) {
-        self.rule_set.stop("a cached result differed from a new scan");
+        // Once per rule set; neither the budget nor the rate hold it back.
+        if self.rule_set.stopped.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        log::warn!("scan cache: a cached result differed from a new scan; not used again for these rules");
         let Some(lease) = &self.lease else { return };
-        match self.timed(|client, context| client.scan_cache_revoke(context, lease)) {
+        match self.rule_set.client.scan_cache_revoke(&self.rule_set.context, lease) {
             Ok(()) => log::error!(
                 "scan cache: revoked the cached results of rules {}",
                 self.rule_set.context.rules_commit
@@ -250,7 +302,7 @@ mod tests {
     #[test]
     fn results_go_up_under_the_lease_come_back_and_can_be_revoked() {
         let (server, client, context) = server(true);
-        let rule_set = Arc::new(RuleSetCache::new(client.clone(), Arc::default(), context));
+        let rule_set = Arc::new(RuleSetCache::new(client.clone(), Arc::new(Gate::new(1000)), context));
         let job = rule_set.for_job(leased(&server, &client, "p"));
         // 300 entries: three writes of at most 128.
         let entries: Vec<SharedEntry> = (0..=255u8).chain(0..44).map(|n| entry(n, "[[0,[]]]")).collect();
@@ -275,12 +327,13 @@ mod tests {
     #[test]
     fn without_a_lease_nothing_is_written_and_other_rules_stop_the_rule_set() {
         let (server, client, mut context) = server(true);
-        let job = Arc::new(RuleSetCache::new(client.clone(), Arc::default(), context.clone())).for_job(None);
+        let job = Arc::new(RuleSetCache::new(client.clone(), Arc::new(Gate::new(1000)), context.clone()))
+            .for_job(None);
         assert_eq!(job.write(vec![entry(1, "[]")]), Err(SharedError::Skipped));
         assert_eq!(server.stats().requests_to(Endpoint::ScanCache), 0);
 
         context.rules_commit = "r0".into();
-        let rule_set = Arc::new(RuleSetCache::new(client, Arc::default(), context));
+        let rule_set = Arc::new(RuleSetCache::new(client, Arc::new(Gate::new(1000)), context));
         let digests = vec![entry(1, "").digest];
         assert_eq!(rule_set.for_job(None).lookup(&digests), Err(SharedError::Failed), "409");
         assert_eq!(rule_set.for_job(None).lookup(&digests), Err(SharedError::Skipped));
@@ -290,7 +343,7 @@ mod tests {
     #[test]
     fn a_404_closes_the_gate_and_failures_stop_the_job_within_its_budget() {
         let (server, client, context) = server(false);
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(Gate::new(1000));
         let rule_set = Arc::new(RuleSetCache::new(client.clone(), Arc::clone(&gate), context.clone()));
         let digests = vec![entry(1, "").digest];
         assert_eq!(rule_set.for_job(None).lookup(&digests), Err(SharedError::Skipped), "404 is no error");
@@ -300,10 +353,27 @@ mod tests {
 
         let (server, client, context) = self::server(true);
         server.add_fault(Fault::new(Endpoint::ScanCache, FaultAction::Delay(Duration::from_secs(3))));
-        let job = Arc::new(RuleSetCache::new(client, Arc::default(), context)).for_job(None);
+        let job = Arc::new(RuleSetCache::new(client, Arc::new(Gate::new(1000)), context)).for_job(None);
         let started = Instant::now();
         assert_eq!(job.lookup(&digests), Err(SharedError::Failed), "timed out");
         assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
         assert_eq!(job.lookup(&digests), Err(SharedError::Skipped), "the job scans without it now");
+    }
+
+    #[test]
+    fn the_node_keeps_to_its_rate_and_a_429_is_flow_control() {
+        let (server, client, context) = server(true);
+        let rule_set = Arc::new(RuleSetCache::new(client, Arc::new(Gate::new(2)), context));
+        let digests = vec![entry(1, "").digest];
+        let job = rule_set.for_job(None);
+        assert!(job.lookup(&digests).is_ok() && job.lookup(&digests).is_ok());
+        assert_eq!(job.lookup(&digests), Err(SharedError::Skipped), "two a second");
+        assert!(job.usable(), "the job may ask again later");
+        assert_eq!(server.stats().requests_to(Endpoint::ScanCache), 2);
+
+        server.add_fault(Fault::new(Endpoint::ScanCache, FaultAction::Status(429)));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(job.lookup(&digests), Err(SharedError::Skipped), "a 429 is no error");
+        assert!(!job.usable(), "closed for a second");
     }
 }

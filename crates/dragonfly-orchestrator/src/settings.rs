@@ -76,7 +76,13 @@ pub struct NodeSettings {
     /// Whether results are shared with the fleet through the server's
     /// scan cache when it has one (and reuse is not off).
     pub scan_cache: bool,
+    /// Scan-cache requests a second this node makes at most (the server
+    /// takes 10 from the whole fleet); beyond, files are scanned.
+    pub scan_cache_rate: u32,
 }
+
+/// Default of [`NodeSettings::scan_cache_rate`]: half the server's limit.
+pub const DEFAULT_SCAN_CACHE_RATE: u32 = 5;
 
 impl Default for NodeSettings {
     fn default() -> Self {
@@ -97,6 +103,7 @@ impl Default for NodeSettings {
             cache_size: DEFAULT_BUDGET_BYTES as u64,
             cache_dir: None,
             scan_cache: true,
+            scan_cache_rate: DEFAULT_SCAN_CACHE_RATE,
         }
     }
 }

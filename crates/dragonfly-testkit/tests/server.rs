@@ -856,3 +856,22 @@ fn the_scan_cache_limits_its_rate_contexts_and_lifetime() {
     );
     assert_eq!((status, body["entries"].clone()), (200, json!([])));
 }
+
+#[test]
+fn a_scan_cache_write_needs_a_live_lease() {
+    let server = start(ServerConfig {
+        scan_cache: true,
+        scan_cache_rate: 1000,
+        lease_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    });
+    server.add_job("p", "1.0", vec![]);
+    let agent = agent();
+    let job = lease(&agent, &server, 1).remove(0);
+    let context = cache_context(&server, &BTreeMap::new());
+    let lease = json!({"name": "p", "version": "1.0", "assignment_id": job["assignment_id"], "attempt": job["attempt"]});
+    let write = json!({"context": context, "lease": lease, "entries": [{"file_digest": "4".repeat(64), "result": "[]"}]});
+    assert_eq!(cache_post(&agent, &server, "write", &write).0, 200);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(cache_post(&agent, &server, "write", &write).0, 409, "the lease ran out");
+}

@@ -232,14 +232,15 @@ impl Queue {
         Outcome::Stored
     }
 
-    /// Whether `assignment_id` and `attempt` are the latest lease of the
-    /// unfinished job `name`/`version` (what a scan-cache write needs).
+    /// Whether `assignment_id` and `attempt` are the live lease of job
+    /// `name`/`version` (what a scan-cache write needs; an expired lease
+    /// does not count).
     pub fn holds_lease(&self, name: &str, version: &str, assignment_id: &str, attempt: u32) -> bool {
         let Some(&idx) = self.by_release.get(&(name.to_owned(), version.to_owned())) else {
             return false;
         };
         let job = &self.jobs[idx];
-        matches!(job.status, Status::Pending | Status::Leased)
+        job.status == Status::Leased
             && job.lease.as_ref().is_some_and(|l| l.assignment_id == assignment_id && l.attempt == attempt)
     }
 
