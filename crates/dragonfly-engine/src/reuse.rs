@@ -391,6 +391,16 @@ struct Store {
 }
 
 impl Store {
+    /// Where what a zip entry stored as `stored` extracts to is kept: the
+    /// prefix, `m`, then `stored` (65 bytes; a result's key has 68).
+    fn member_key(&self, stored: &[u8; 32]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(65);
+        key.extend(self.namespace);
+        key.push(b'm');
+        key.extend(stored);
+        key
+    }
+
     fn key(&self, digest: &[u8; 32], group: GroupId) -> Vec<u8> {
         let mut key = Vec::with_capacity(68);
         key.extend(self.namespace);
@@ -573,11 +583,30 @@ impl ReuseCache {
     /// What the zip entry stored as `stored` (see [`stored_key`]) was seen
     /// to extract to: its SHA-256 and size.
     pub(crate) fn member(&self, stored: &[u8; 32]) -> Option<([u8; 32], u64)> {
-        self.members.lock().unwrap_or_else(|e| e.into_inner()).map.get(stored).copied()
+        if let Some(known) = self.members.lock().unwrap_or_else(|e| e.into_inner()).map.get(stored).copied() {
+            return Some(known);
+        }
+        let store = self.store.as_ref()?;
+        let value = store.store.load(&store.member_key(stored))?;
+        let (digest, size) = value.split_first_chunk::<32>()?;
+        let size = u64::from_le_bytes(size.try_into().ok()?);
+        self.keep_member(*stored, *digest, size);
+        Some((*digest, size))
     }
 
-    /// Remembers what the zip entry stored as `stored` extracted to.
+    /// Remembers what the zip entry stored as `stored` extracted to, in
+    /// memory and, at the next [`ReuseCache::flush`], in the store.
     pub(crate) fn remember_member(&self, stored: [u8; 32], digest: [u8; 32], size: u64) {
+        if let Some(store) = &self.store {
+            let mut value = digest.to_vec();
+            value.extend(size.to_le_bytes());
+            let entry = (store.member_key(&stored), value);
+            store.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        }
+        self.keep_member(stored, digest, size);
+    }
+
+    fn keep_member(&self, stored: [u8; 32], digest: [u8; 32], size: u64) {
         let capacity = self.budget / 8 / MEMBER_WEIGHT;
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         if capacity == 0 || members.map.insert(stored, (digest, size)).is_some() {

@@ -617,3 +617,47 @@ fn unchanged_wheel_entries_are_not_even_decompressed() {
         "the same limit is crossed"
     );
 }
+
+#[test]
+fn a_restarted_engine_with_a_store_still_skips_decompressing() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use dragonfly_engine::{ResultStore, ReuseCache, ReuseMode};
+
+    #[derive(Debug, Default)]
+    struct Memory(Mutex<HashMap<Vec<u8>, Vec<u8>>>);
+    impl ResultStore for Memory {
+        fn load(&self, key: &[u8]) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        fn save(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) {
+            self.0.lock().unwrap().extend(entries);
+        }
+        fn forget(&self, prefix: &[u8]) {
+            self.0.lock().unwrap().retain(|k, _| !k.starts_with(prefix));
+        }
+    }
+
+    let sources = rules_source();
+    let rules = Arc::new(RuleSet::compile("t", sources.clone()).unwrap());
+    let store: Arc<Memory> = Arc::default();
+    let start = || {
+        let cache = ReuseCache::new(ReuseMode::Reuse, 64 << 20).with_audit_every(0).with_store(
+            store.clone(),
+            &rules,
+            &dragonfly_engine::rules_digest(sources.clone()),
+        );
+        Engine::new(Arc::clone(&rules)).with_reuse(Some(Arc::new(cache)))
+    };
+    let mut files = package_files("big-4");
+    for i in 0..30 {
+        files.push((format!("big-4/gen/m{i}.py"), noise(i + 7, 64 << 10)));
+    }
+    let bytes = wheel(&files);
+    let first = start().scan_archive("big-4.whl", &bytes);
+    assert_eq!(first.reuse.unextracted_files, 0);
+    let again = start().scan_archive("big-4.whl", &bytes);
+    assert_eq!(again.files, first.files);
+    assert!(again.reuse.unextracted_files >= 30, "{:?}", again.reuse);
+}
