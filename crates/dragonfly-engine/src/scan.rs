@@ -268,11 +268,15 @@ impl Engine {
 
     fn scan_archive_with(&self, source: &str, bytes: &[u8], tally: &Tally) -> DistributionReport {
         let keep = |path: &str| self.rules.applies_to(path);
-        let large_zip = bytes.len() as u64 >= PARALLEL_MIN_BYTES
+        // A large zip is scanned file-parallel; with reuse on, a small one
+        // also takes that path (on one thread), where entries stored alike
+        // to ones seen before are not decompressed.
+        let skips = self.reuse.as_deref().is_some_and(|c| c.active() && c.mode() == ReuseMode::Reuse);
+        let zip = (skips || bytes.len() as u64 >= PARALLEL_MIN_BYTES)
             && dragonfly_flatten::detect_format(bytes).is_ok_and(|f| f == Format::Zip);
-        if large_zip {
+        if zip {
             return match dragonfly_flatten::zip_files(bytes, &self.limits, &keep) {
-                Ok(zip) => self.scan_zip(source, &zip, tally),
+                Ok(zip) => self.scan_zip(source, &zip, bytes.len() as u64 >= PARALLEL_MIN_BYTES, tally),
                 Err(err) => DistributionReport::failed(source, err),
             };
         }
@@ -349,16 +353,25 @@ impl Engine {
         }
     }
 
-    fn scan_zip(&self, source: &str, zip: &ZipFiles<'_>, tally: &Tally) -> DistributionReport {
+    fn scan_zip(
+        &self,
+        source: &str,
+        zip: &ZipFiles<'_>,
+        parallel: bool,
+        tally: &Tally,
+    ) -> DistributionReport {
         // Largest first, so that one big file does not finish last alone.
         let mut order: Vec<usize> = (0..zip.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
         let stop = Stop::new(self.deadline);
         let scanned: Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> =
             if self.shared_active().is_none() {
+                // One file per task, or all of a small zip in one.
+                let split = if parallel { 1 } else { order.len().max(1) };
                 order
                     .into_par_iter()
-                    .with_max_len(1)
+                    .with_min_len(split)
+                    .with_max_len(split)
                     .filter(|&i| !stop.skip(i, zip.path(i)))
                     .map(|i| match self.known_member(zip, i, tally)? {
                         Member::Known(done) => Ok(done),

@@ -527,7 +527,16 @@ fn reused_results_are_the_results_of_a_full_scan() {
     let summary = |r: &dragonfly_engine::DistributionReport| {
         let files: Vec<_> =
             r.files.iter().map(|f| (f.path.clone(), f.sha256.clone(), f.matches.clone())).collect();
-        (r.score(), files, r.files_scanned, r.bytes_scanned, r.file_errors.clone())
+        let anomalies = format!("{:?}", r.anomalies);
+        (
+            r.score(),
+            files,
+            r.files_scanned,
+            r.files_skipped,
+            r.bytes_scanned,
+            r.file_errors.clone(),
+            anomalies,
+        )
     };
     let mut reused = 0;
     for round in 0..2 {
