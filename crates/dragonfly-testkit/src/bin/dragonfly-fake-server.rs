@@ -44,6 +44,9 @@ struct Args {
     /// Leases per job before it is dead-lettered.
     #[arg(long, default_value_t = 3)]
     max_attempts: u32,
+    /// Answer `/scan-cache` (off: 404, as in production).
+    #[arg(long)]
+    scan_cache: bool,
     /// Exit once every job is finished or dead-lettered, printing the results
     /// as JSON lines.
     #[arg(long)]
@@ -99,6 +102,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .context("--lease-timeout must be a non-negative number of seconds")?,
         max_attempts: args.max_attempts,
         public_url: args.public_url.clone(),
+        scan_cache: args.scan_cache,
         ..ServerConfig::default()
     };
     let server =
