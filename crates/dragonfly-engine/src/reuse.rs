@@ -645,6 +645,14 @@ impl ReuseCache {
     }
 
     #[cfg(test)]
+    pub(crate) fn replace_member_digests(&self, digest: [u8; 32]) {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        for value in members.map.values_mut() {
+            value.0 = digest;
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn replace_all(&self, raw: Raw) {
         let mut entries = self.lock();
         for value in entries.map.values_mut() {
@@ -846,5 +854,38 @@ mod tests {
         assert_eq!(audited, [false, false, true, false, false, true]);
         let never = ReuseCache::new(ReuseMode::Reuse, 1 << 20).with_audit_every(0);
         assert!((0..10).all(|_| !never.audit_now()));
+    }
+
+    #[test]
+    fn an_audit_checks_what_a_known_zip_entry_extracts_to() {
+        use dragonfly_testkit::fixtures::{FixtureFile, wheel};
+        let files = [
+            FixtureFile { path: "p/a.py".into(), data: b"import os\nos.system('id')\n".to_vec() },
+            FixtureFile { path: "p/b.py".into(), data: b"print('clean')\n".to_vec() },
+        ];
+        let bytes = wheel("p", "1.0", &files);
+        let clean: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&files[1].data).into()
+        };
+        for audit_every in [0, 1] {
+            let cache = Arc::new(ReuseCache::new(ReuseMode::Reuse, 1 << 20).with_audit_every(audit_every));
+            let engine = engine(&cache);
+            let first = engine.scan_archive("p.whl", &bytes);
+            assert_eq!(first.score(), 3);
+            // Every entry is now said to extract to the clean file.
+            cache.replace_member_digests(clean);
+            let again = engine.scan_archive("p.whl", &bytes);
+            if audit_every == 0 {
+                assert_eq!(again.score(), 0, "without audits the wrong mapping is used: the test can fail");
+                continue;
+            }
+            assert_eq!(
+                again.files, first.files,
+                "the audit caught it and the distribution was scanned again"
+            );
+            assert!(again.reuse.mismatched_files > 0);
+            assert!(cache.is_disabled());
+        }
     }
 }

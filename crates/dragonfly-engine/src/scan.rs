@@ -360,9 +360,12 @@ impl Engine {
         parallel: bool,
         tally: &Tally,
     ) -> DistributionReport {
-        // Largest first, so that one big file does not finish last alone.
+        // Largest first when parallel, so that one big file does not finish
+        // last alone; a small zip in archive order, as a stream gives it.
         let mut order: Vec<usize> = (0..zip.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
+        if parallel {
+            order.sort_by_key(|&i| std::cmp::Reverse(zip.declared_size(i)));
+        }
         let stop = Stop::new(self.deadline);
         let scanned: Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> =
             if self.shared_active().is_none() {
@@ -377,8 +380,8 @@ impl Engine {
                         Member::Known(done) => Ok(done),
                         Member::Extract { stored, audit } => {
                             let file = zip.extract(i)?;
-                            let digest = self.remember_member(stored, &file);
-                            self.scan_entry(zip, i, file, (digest, audit), &stop, tally)
+                            let digest = self.remember_member(stored, &file, audit, tally);
+                            self.scan_entry(zip, i, file, (digest, audit.is_some()), &stop, tally)
                         }
                     })
                     .collect()
@@ -442,9 +445,10 @@ impl Engine {
                     Member::Known(done) => Ok(Ok(done)),
                     Member::Extract { stored, audit } => {
                         let file = zip.extract(i)?;
-                        let digest =
-                            self.remember_member(stored, &file).unwrap_or_else(|| sha256(&file.data));
-                        Ok(Err((i, file, digest, audit)))
+                        let digest = self
+                            .remember_member(stored, &file, audit, tally)
+                            .unwrap_or_else(|| sha256(&file.data));
+                        Ok(Err((i, file, digest, audit.is_some())))
                     }
                 })
                 .collect::<Result<_, dragonfly_flatten::Error>>()?;
@@ -482,7 +486,7 @@ impl Engine {
         i: usize,
         tally: &Tally,
     ) -> Result<Member, dragonfly_flatten::Error> {
-        let none = Member::Extract { stored: None, audit: false };
+        let none = Member::Extract { stored: None, audit: None };
         let Some(cache) = self.reuse.as_deref().filter(|c| c.active() && c.mode() == ReuseMode::Reuse) else {
             return Ok(none);
         };
@@ -492,8 +496,8 @@ impl Engine {
         let Some(entry) = zip.stored(i) else { return Ok(none) };
         let started = Instant::now();
         let stored = stored_key(&entry);
-        let extract = Member::Extract { stored: Some(stored), audit: false };
-        let Some((digest, size)) = cache.member(&stored) else {
+        let extract = Member::Extract { stored: Some(stored), audit: None };
+        let Some((digest, size)) = cache.member(&stored).filter(|&(_, size)| size <= entry.size) else {
             tally.add(Count::OverheadUs, started.elapsed().as_micros() as u64);
             return Ok(extract);
         };
@@ -511,7 +515,8 @@ impl Engine {
             }
         }
         if cache.audit_now() {
-            return Ok(Member::Extract { stored: Some(stored), audit: true });
+            // Extracted and scanned; the mapping is checked too.
+            return Ok(Member::Extract { stored: Some(stored), audit: Some((digest, size)) });
         }
         zip.account(i, size)?;
         tally.add(Count::Lookups, groups.len() as u64);
@@ -529,11 +534,25 @@ impl Engine {
         )))
     }
 
-    /// Remembers what the entry stored as `stored` extracted to; its digest.
-    fn remember_member(&self, stored: Option<[u8; 32]>, file: &File) -> Option<[u8; 32]> {
+    /// Remembers what the entry stored as `stored` extracted to; its
+    /// digest. On an audit, what it was known to extract to is checked: a
+    /// difference is a mismatch.
+    fn remember_member(
+        &self,
+        stored: Option<[u8; 32]>,
+        file: &File,
+        audit: Option<([u8; 32], u64)>,
+        tally: &Tally,
+    ) -> Option<[u8; 32]> {
         let (stored, cache) = (stored?, self.reuse.as_deref()?);
         let digest = sha256(&file.data);
-        cache.remember_member(stored, digest, file.data.len() as u64);
+        let extracted = (digest, file.data.len() as u64);
+        if audit.is_some_and(|known| known != extracted) {
+            tally.add(Count::Mismatched, 1);
+            cache.mismatch(&file.path);
+            return Some(digest);
+        }
+        cache.remember_member(stored, extracted.0, extracted.1);
         Some(digest)
     }
 
@@ -825,17 +844,20 @@ enum Member {
     Extract {
         /// The key of how it is stored, to remember what it extracts to.
         stored: Option<[u8; 32]>,
-        /// Scan it even if its result is kept: an audit.
-        audit: bool,
+        /// Scan it even if its result is kept, and check that it extracts
+        /// to this digest and size: an audit.
+        audit: Option<([u8; 32], u64)>,
     },
 }
 
-/// SHA-256 over how a zip entry is stored: method, declared CRC-32 and
-/// size, and its stored bytes; all that its extraction depends on.
+/// SHA-256 over how a zip entry is stored (method, declared CRC-32 and
+/// size, and its stored bytes: all that its extraction depends on) and the
+/// extractor.
 fn stored_key(entry: &dragonfly_flatten::StoredEntry<'_>) -> [u8; 32] {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
-    hasher.update([u8::from(entry.deflated)]);
+    hasher.update(dragonfly_flatten::EXTRACTION.as_bytes());
+    hasher.update([0, u8::from(entry.deflated)]);
     hasher.update(entry.crc32.to_le_bytes());
     hasher.update(entry.size.to_le_bytes());
     hasher.update(entry.data);

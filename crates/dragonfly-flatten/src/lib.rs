@@ -506,6 +506,12 @@ pub struct ZipFiles<'a> {
     wanted: Vec<bool>,
 }
 
+/// Names how zip entries are extracted: this crate's zip reading and the
+/// zip and libdeflate versions it uses. A caller that remembers what an
+/// entry extracted to keys it with this, so another extractor's memory is
+/// never used. Changed with any change to how entries are extracted.
+pub const EXTRACTION: &str = "dragonfly-flatten zip extraction 1; zip 9.8.2; libdeflater 1.26.1";
+
 /// How a zip entry is stored (see [`ZipFiles::stored`]).
 #[derive(Debug, Clone, Copy)]
 pub struct StoredEntry<'a> {
@@ -629,5 +635,24 @@ impl ZipFiles<'_> {
     /// Decompresses file `index` within the limits.
     pub fn extract(&self, index: usize) -> Result<File, Error> {
         zipfile::extract(self.bytes, &self.budget, &self.plan.kept[index])
+    }
+}
+
+#[cfg(test)]
+mod extraction_tests {
+    /// The versions [`EXTRACTION`](super::EXTRACTION) names are the ones
+    /// the workspace locks: an upgrade must change it.
+    #[test]
+    fn extraction_names_the_locked_versions() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock")).unwrap();
+        for name in ["zip", "libdeflater"] {
+            let at = lock.find(&format!("name = \"{name}\"\nversion = \"")).expect(name);
+            let version =
+                lock[at..].lines().nth(1).unwrap().trim_start_matches("version = ").trim_matches('"');
+            assert!(
+                super::EXTRACTION.contains(&format!("{name} {version}")),
+                "{name} {version} in Cargo.lock"
+            );
+        }
     }
 }
