@@ -386,7 +386,7 @@ impl Engine {
                     })
                     .collect()
             } else {
-                self.scan_zip_batched(zip, order, &stop, tally)
+                self.scan_zip_batched(zip, order, parallel, &stop, tally)
             };
         let mut scanned = match scanned {
             Ok(scanned) => scanned,
@@ -417,9 +417,12 @@ impl Engine {
         &self,
         zip: &ZipFiles<'_>,
         order: Vec<usize>,
+        parallel: bool,
         stop: &Stop,
         tally: &Tally,
     ) -> Result<Vec<(usize, Scanned)>, dragonfly_flatten::Error> {
+        // One file per task, or all of a batch of a small zip in one.
+        let split = |n: usize| if parallel { 1 } else { n.max(1) };
         let mut batches: Vec<Vec<usize>> = Vec::new();
         let mut bytes = 0u64;
         for i in order {
@@ -436,10 +439,12 @@ impl Engine {
         }
         let mut all = Vec::with_capacity(zip.len());
         for batch in batches {
+            let batch_len = batch.len();
             type Extracted = (usize, File, [u8; 32], bool);
             let out: Vec<Result<(usize, Scanned), Extracted>> = batch
                 .into_par_iter()
-                .with_max_len(1)
+                .with_min_len(split(batch_len))
+                .with_max_len(split(batch_len))
                 .filter(|&i| !stop.skip(i, zip.path(i)))
                 .map(|i| match self.known_member(zip, i, tally)? {
                     Member::Known(done) => Ok(Ok(done)),
@@ -462,9 +467,11 @@ impl Engine {
             let wanted: Vec<(&File, [u8; 32])> =
                 files.iter().filter(|(i, _, _, _)| zip.wanted(*i)).map(|(_, f, d, _)| (f, *d)).collect();
             self.fetch_shared(&wanted, tally);
+            let files_len = files.len();
             let done: Vec<(usize, Scanned)> = files
                 .into_par_iter()
-                .with_max_len(1)
+                .with_min_len(split(files_len))
+                .with_max_len(split(files_len))
                 // The stop is checked again: the lookup took time.
                 .filter(|(i, _, _, _)| !stop.skip(*i, zip.path(*i)))
                 .map(|(i, file, digest, audit)| {

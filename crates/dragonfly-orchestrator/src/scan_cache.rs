@@ -90,20 +90,57 @@ pub(crate) struct RuleSetCache {
     context: ScanCacheContext,
     /// Set by a 409 on lookup (the server's rules differ) or a revocation.
     stopped: AtomicBool,
+    /// Revocations still to send, and tries left (the next jobs retry).
+    revoke_tries: std::sync::atomic::AtomicU32,
 }
+
+/// Tries to send a revocation, one per job, before giving up.
+const REVOKE_TRIES: u32 = 3;
 
 impl RuleSetCache {
     pub(crate) fn new(client: Client, gate: Arc<Gate>, context: ScanCacheContext) -> Self {
-        RuleSetCache { client, gate, context, stopped: AtomicBool::new(false) }
+        RuleSetCache {
+            client,
+            gate,
+            context,
+            stopped: AtomicBool::new(false),
+            revoke_tries: std::sync::atomic::AtomicU32::new(0),
+        }
     }
 
-    /// The cache for one job, under its lease (`None`: no writes).
+    /// The cache for one job, under its lease (`None`: no writes). A
+    /// revocation that could not be sent is tried again under it.
     pub(crate) fn for_job(self: &Arc<Self>, lease: Option<ScanCacheLease>) -> JobScanCache {
+        if let Some(lease) = &lease
+            && self.revoke_tries.load(Ordering::Relaxed) > 0
+        {
+            self.send_revoke(lease);
+        }
         JobScanCache {
             rule_set: Arc::clone(self),
             lease,
             spent: Mutex::new(Duration::ZERO),
             stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends the revocation under `lease`; on failure, the next job tries
+    /// again, [`REVOKE_TRIES`] times in all.
+    fn send_revoke(&self, lease: &ScanCacheLease) {
+        let tries =
+            self.revoke_tries.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if tries.is_err() {
+            return;
+        }
+        let rules = &self.context.rules_commit;
+        match self.client.scan_cache_revoke(&self.context, lease) {
+            Ok(()) => {
+                self.revoke_tries.store(0, Ordering::Relaxed);
+                log::error!("scan cache: revoked the cached results of rules {rules}");
+            }
+            Err(err) => {
+                log::error!("scan cache: could not revoke the cached results of rules {rules}: {err}")
+            }
         }
     }
 
@@ -253,13 +290,9 @@ impl SharedResults for JobScanCache {
             return;
         }
         log::warn!("scan cache: a cached result differed from a new scan; not used again for these rules");
-        let Some(lease) = &self.lease else { return };
-        match self.rule_set.client.scan_cache_revoke(&self.rule_set.context, lease) {
-            Ok(()) => log::error!(
-                "scan cache: revoked the cached results of rules {}",
-                self.rule_set.context.rules_commit
-            ),
-            Err(err) => log::error!("scan cache: could not revoke the cached results: {err}"),
+        self.rule_set.revoke_tries.store(REVOKE_TRIES, Ordering::Relaxed);
+        if let Some(lease) = &self.lease {
+            self.rule_set.send_revoke(lease);
         }
     }
 }
@@ -375,5 +408,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(job.lookup(&digests), Err(SharedError::Skipped), "a 429 is no error");
         assert!(!job.usable(), "closed for a second");
+    }
+
+    #[test]
+    fn a_revocation_that_fails_is_sent_again_with_the_next_jobs() {
+        let (server, client, context) = server(true);
+        let rule_set = Arc::new(RuleSetCache::new(client.clone(), Arc::new(Gate::new(1000)), context));
+        server.add_fault(Fault::new(Endpoint::ScanCache, FaultAction::Status(503)).with_limit(2));
+        rule_set.for_job(leased(&server, &client, "p")).revoke();
+        rule_set.for_job(leased(&server, &client, "q"));
+        assert_eq!(server.scan_cache_stats().revoked, 0, "two tries refused");
+        rule_set.for_job(leased(&server, &client, "r"));
+        assert_eq!(server.scan_cache_stats().revoked, 1, "the third got through");
+        let asked = server.stats().requests_to(Endpoint::ScanCache);
+        rule_set.for_job(leased(&server, &client, "s"));
+        assert_eq!(server.stats().requests_to(Endpoint::ScanCache), asked, "once sent, not again");
     }
 }
