@@ -95,8 +95,8 @@ pub fn engine_digest() -> String {
 /// One hit in this many is scanned again and compared, by default.
 pub const DEFAULT_AUDIT_EVERY: u64 = 100;
 
-/// Default memory budget of a [`ReuseCache`]: 16 MiB, about 100 000
-/// files' results.
+/// Default memory budget of a [`ReuseCache`]: 16 MiB, about 90 000
+/// files' results and 13 000 zip entries' extractions (an eighth).
 pub const DEFAULT_BUDGET_BYTES: usize = 16 << 20;
 
 /// What reuse did, per distribution ([`DistributionReport::reuse`](crate::DistributionReport::reuse))
@@ -411,7 +411,8 @@ impl Store {
 }
 
 impl ReuseCache {
-    /// A cache in `mode` keeping at most about `budget_bytes` of results.
+    /// A cache in `mode` keeping at most about `budget_bytes`: results, and
+    /// an eighth of it for what zip entries extract to.
     pub fn new(mode: ReuseMode, budget_bytes: usize) -> ReuseCache {
         ReuseCache {
             mode,
@@ -527,7 +528,7 @@ impl ReuseCache {
         rules: &crate::RuleSet,
     ) -> u64 {
         if let Some(store) = &self.store
-            && raw.weight() <= self.budget
+            && raw.weight() <= self.results_budget()
         {
             let entry = (store.key(&digest, group), raw.encode(rules));
             store.pending.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
@@ -545,11 +546,12 @@ impl ReuseCache {
     /// over the whole budget).
     fn keep_in(&self, entries: &mut Entries, key: Key, raw: Arc<Raw>) -> Option<u64> {
         let weight = raw.weight();
-        if weight > self.budget || entries.map.contains_key(&key) {
+        let budget = self.results_budget();
+        if weight > budget || entries.map.contains_key(&key) {
             return None;
         }
         let mut evicted = 0;
-        while entries.bytes + weight > self.budget {
+        while entries.bytes + weight > budget {
             let Some(old) = entries.order.pop_front() else { break };
             if let Some(gone) = entries.map.remove(&old) {
                 entries.bytes -= gone.weight();
@@ -620,6 +622,11 @@ impl ReuseCache {
         }
     }
 
+    /// The budget of results: all but the eighth kept for zip entries.
+    fn results_budget(&self) -> usize {
+        self.budget - self.budget / 8
+    }
+
     /// Whether this hit is one to check by scanning again.
     pub(crate) fn audit_now(&self) -> bool {
         let n = self.hits.fetch_add(1, Ordering::Relaxed) + 1;
@@ -678,7 +685,8 @@ mod tests {
     #[test]
     fn the_budget_drops_the_oldest_and_keys_are_whole_digests() {
         let rules = crate::RuleSet::compile("t", [("a.yar", "rule a { condition: true }")]).unwrap();
-        let cache = ReuseCache::new(ReuseMode::Reuse, 3 * Raw::default().weight());
+        // Room for three results (an eighth goes to zip entries).
+        let cache = ReuseCache::new(ReuseMode::Reuse, 3 * Raw::default().weight() * 8 / 7 + 1);
         let digest = |last: u8| {
             let mut d = [7u8; 32];
             d[31] = last;
