@@ -670,3 +670,34 @@ fn a_restarted_engine_with_a_store_still_skips_decompressing() {
     assert_eq!(again.files, first.files);
     assert!(again.reuse.unextracted_files >= 30, "{:?}", again.reuse);
 }
+
+#[test]
+fn a_release_stream_gives_the_same_reports_with_reuse_and_without() {
+    use dragonfly_engine::{ReuseCache, ReuseMode};
+    let rules = Arc::new(RuleSet::bundled());
+    let plain = Engine::new(Arc::clone(&rules));
+    let engines: Vec<(ReuseMode, Engine)> = [ReuseMode::Observe, ReuseMode::Reuse]
+        .into_iter()
+        .map(|mode| {
+            let cache = ReuseCache::new(mode, 64 << 20).with_audit_every(7);
+            (mode, Engine::new(Arc::clone(&rules)).with_reuse(Some(Arc::new(cache))))
+        })
+        .collect();
+    let summary = |r: &dragonfly_engine::DistributionReport| {
+        let anomalies = format!("{:?}", r.anomalies);
+        (r.files.clone(), r.files_scanned, r.files_skipped, r.bytes_scanned, r.file_errors.clone(), anomalies)
+    };
+    let mut unextracted = 0;
+    for package in dragonfly_testkit::fixtures::release_stream(2, 4) {
+        for dist in &package.distributions {
+            let want = summary(&plain.scan_archive(&dist.filename, &dist.bytes));
+            for (mode, engine) in &engines {
+                let got = engine.scan_archive(&dist.filename, &dist.bytes);
+                assert_eq!(summary(&got), want, "{mode} {}", dist.filename);
+                assert_eq!(got.reuse.mismatched_files, 0);
+                unextracted += got.reuse.unextracted_files;
+            }
+        }
+    }
+    assert!(unextracted > 0, "later wheels' unchanged entries were not decompressed");
+}
