@@ -433,20 +433,14 @@ fn a_pypi_range_compares_two_releases_from_the_index() {
 #[test]
 fn the_node_logs_its_top_match_and_sends_no_evidence_upstream() {
     let server = FakeServer::start(ServerConfig::default()).unwrap();
-    let rules =
-        dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
-    server.set_rules("r1", rules);
+    server.set_rules("r1", common::bundled_rules());
     let files = [file("setup.py", setup_py("http://example.invalid/x"))];
     let dist =
         Distribution::new(fixtures::sdist_filename("evil", "1.0"), fixtures::sdist("evil", "1.0", &files));
     server.add_package("evil", "1.0", vec![dist]);
     let dir = tempfile::tempdir().unwrap();
     let node = common::Running::new(
-        common::clean_bin()
-            .arg("run")
-            .current_dir(dir.path())
-            .env("DRAGONFLY_BASE_URL", server.url())
-            .env("DRAGONFLY_AUTH_MODE", "none")
+        common::node_against(&server.url(), dir.path())
             .env("DRAGONFLY_WAIT_DURATION", "1")
             .env("RUST_LOG", "dragonfly_orchestrator=debug")
             .stdout(std::process::Stdio::null())

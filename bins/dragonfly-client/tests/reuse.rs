@@ -51,9 +51,7 @@ fn run_node_with(mode: &str, env: &[(&str, &str)]) -> Vec<(String, Value)> {
 /// with `mode` and `env` until each has a result; the result bodies by
 /// version.
 fn run_on(server: &FakeServer, mode: &str, env: &[(&str, &str)]) -> Vec<(String, Value)> {
-    let rules =
-        dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect();
-    server.set_rules("r1", rules);
+    server.set_rules("r1", common::bundled_rules());
     let before = server.results().len();
     let all = releases();
     for (version, files) in &all {
@@ -74,11 +72,7 @@ fn run_on(server: &FakeServer, mode: &str, env: &[(&str, &str)]) -> Vec<(String,
     }
     let dir = tempfile::tempdir().unwrap();
     let node = common::Running::new(
-        common::clean_bin()
-            .arg("run")
-            .current_dir(dir.path())
-            .env("DRAGONFLY_BASE_URL", server.url())
-            .env("DRAGONFLY_AUTH_MODE", "none")
+        common::node_against(&server.url(), dir.path())
             .env("DRAGONFLY_THREADS", "1")
             .env("DRAGONFLY_BULK_SIZE", "1")
             .env("DRAGONFLY_SCAN_REUSE", mode)

@@ -187,14 +187,18 @@ impl Client {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bodies_are_as_the_protocol_writes_them() {
-        let context = ScanCacheContext {
+    fn context(rules_commit: &str) -> ScanCacheContext {
+        ScanCacheContext {
             scanner: "yara".into(),
-            rules_commit: "abc".into(),
+            rules_commit: rules_commit.into(),
             rules_digest: "1".repeat(64),
             engine_digest: "2".repeat(64),
-        };
+        }
+    }
+
+    #[test]
+    fn bodies_are_as_the_protocol_writes_them() {
+        let context = context("abc");
         let lease =
             ScanCacheLease { name: "p".into(), version: "1".into(), assignment_id: "id".into(), attempt: 2 };
         let entries =
@@ -236,5 +240,33 @@ mod tests {
         job.assignment_id = Some("a".into());
         job.attempt = Some(1);
         assert_eq!(ScanCacheLease::of(&job).unwrap().attempt, 1);
+    }
+
+    #[test]
+    fn calls_outside_the_wire_limits_are_refused_before_sending() {
+        // Nothing listens there: any request would fail as a network error.
+        let client = Client::new(crate::ClientConfig::new("http://127.0.0.1:9", crate::Auth::None)).unwrap();
+        let context = context("r");
+        let lease =
+            ScanCacheLease { name: "p".into(), version: "1".into(), assignment_id: "a".into(), attempt: 1 };
+        let digests = vec!["3".repeat(64); SCAN_CACHE_MAX_KEYS + 1];
+        for keys in [&digests[..0], &digests[..]] {
+            assert_eq!(client.scan_cache_lookup(&context, keys).unwrap_err().kind(), ErrorKind::InvalidInput);
+        }
+        let entry = |bytes: usize| ScanCacheEntry {
+            file_digest: "3".repeat(64),
+            language: String::new(),
+            result: format!("[\"{}\"]", "x".repeat(bytes)),
+        };
+        for entries in [
+            vec![entry(SCAN_CACHE_MAX_RESULT_BYTES)],
+            vec![entry(16_000); 33],
+            vec![entry(1); SCAN_CACHE_MAX_KEYS + 1],
+        ] {
+            let err = client.scan_cache_write(&context, &lease, &entries).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        }
+        let err = client.scan_cache_write(&context, &lease, &[entry(1)]).unwrap_err();
+        assert_ne!(err.kind(), ErrorKind::InvalidInput, "within the limits it is sent");
     }
 }

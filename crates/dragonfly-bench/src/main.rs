@@ -294,61 +294,57 @@ fn run(args: Args) -> Result<()> {
     step(&format!("reuse: release stream {stream_source}, in memory"));
     let stream_info = reuse::StreamInfo::of(stream_source, &stream);
     let engine_reuse = reuse::engine_runs(&rule_set, &stream)?;
+    let stream_server = |scan_cache: bool| -> Result<FakeServer> {
+        let server = FakeServer::start(ServerConfig { scan_cache, ..ServerConfig::default() })
+            .context("can not start the fake control server")?;
+        server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+        Ok(server)
+    };
+    // Queues the stream on `server` and runs a node over it with `env`; the
+    // run, and how many results the server had before it.
+    let run_stream =
+        |server: &FakeServer, env: &[(&str, String)], log: &str| -> Result<(measure::NodeRun, usize)> {
+            let before = server.results().len();
+            let (_, file_server) = queue(server, archives_of(&stream), args.downloads)?;
+            let mut extra_env = node_options.extra_env.clone();
+            extra_env.extend(env.iter().map(|(key, value)| ((*key).into(), value.into())));
+            let options = NodeOptions { log_path: out_dir.join(log), extra_env, ..node_options.clone() };
+            let run = measure::node_run(server, &stream, &options)?;
+            drop(file_server);
+            Ok((run, before))
+        };
     let mut node_reuse = Vec::new();
     for mode in reuse::modes() {
         step(&format!("reuse: node end to end, {threads} threads, DRAGONFLY_SCAN_REUSE={mode}"));
-        let server =
-            FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
-        server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
-        let (_, file_server) = queue(&server, archives_of(&stream), args.downloads)?;
-        let mut extra_env = node_options.extra_env.clone();
-        extra_env.push(("DRAGONFLY_SCAN_REUSE".into(), mode.to_string()));
-        let options = NodeOptions {
-            log_path: out_dir.join(format!("node-reuse-{mode}.log")),
-            extra_env,
-            ..node_options.clone()
-        };
-        let run = measure::node_run(&server, &stream, &options)?;
+        let server = stream_server(false)?;
+        let env = [("DRAGONFLY_SCAN_REUSE", mode.to_string())];
+        let (run, _) = run_stream(&server, &env, &format!("node-reuse-{mode}.log"))?;
         node_reuse.push(reuse::node_outcome(mode.as_str(), &server, 0, &run));
-        drop((server, file_server));
     }
     // With the store: a first run fills it, the restarted node is measured.
     let cache_dir = tempfile::tempdir().context("can not create a cache directory")?;
     for round in ["reuse, store filled", "reuse, after restart"] {
         step(&format!("reuse: node end to end, {threads} threads, DRAGONFLY_CACHE_DIR ({round})"));
-        let server =
-            FakeServer::start(ServerConfig::default()).context("can not start the fake control server")?;
-        server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
-        let (_, file_server) = queue(&server, archives_of(&stream), args.downloads)?;
-        let mut extra_env = node_options.extra_env.clone();
-        extra_env.push(("DRAGONFLY_SCAN_REUSE".into(), "reuse".into()));
-        extra_env.push(("DRAGONFLY_CACHE_DIR".into(), cache_dir.path().display().to_string()));
-        let options =
-            NodeOptions { log_path: out_dir.join("node-reuse-store.log"), extra_env, ..node_options.clone() };
-        let run = measure::node_run(&server, &stream, &options)?;
+        let server = stream_server(false)?;
+        let env = [
+            ("DRAGONFLY_SCAN_REUSE", "reuse".to_owned()),
+            ("DRAGONFLY_CACHE_DIR", cache_dir.path().display().to_string()),
+        ];
+        let (run, _) = run_stream(&server, &env, "node-reuse-store.log")?;
         if round.ends_with("restart") {
             node_reuse.push(reuse::node_outcome(round, &server, 0, &run));
         }
-        drop((server, file_server));
     }
     // The fleet: a first node fills the server's scan cache (at the real
     // server's 10 requests/s), a second one with nothing kept is measured.
-    let server = FakeServer::start(ServerConfig { scan_cache: true, ..ServerConfig::default() })
-        .context("can not start the fake control server")?;
-    server.set_rules(&hash, sources.iter().cloned().collect::<BTreeMap<_, _>>());
+    let server = stream_server(true)?;
     for round in ["reuse, fleet filled", "reuse, second node, fleet"] {
         step(&format!("reuse: node end to end, {threads} threads, the server's scan cache ({round})"));
-        let before = server.results().len();
-        let (_, file_server) = queue(&server, archives_of(&stream), args.downloads)?;
-        let mut extra_env = node_options.extra_env.clone();
-        extra_env.push(("DRAGONFLY_SCAN_REUSE".into(), "reuse".into()));
-        let options =
-            NodeOptions { log_path: out_dir.join("node-reuse-fleet.log"), extra_env, ..node_options.clone() };
-        let run = measure::node_run(&server, &stream, &options)?;
+        let env = [("DRAGONFLY_SCAN_REUSE", "reuse".to_owned())];
+        let (run, before) = run_stream(&server, &env, "node-reuse-fleet.log")?;
         if round.ends_with("fleet") {
             node_reuse.push(reuse::node_outcome(round, &server, before, &run));
         }
-        drop(file_server);
     }
     drop(server);
     let reuse = reuse::Reuse::new(stream_info, engine_reuse, node_reuse);

@@ -64,7 +64,7 @@ pub struct EngineReuse {
     /// Best time over the later releases, one thread, seconds.
     pub secs_later: f64,
     /// What reuse did over the later releases (last round).
-    pub counts: Counts,
+    pub counts: ReuseCounts,
 }
 
 /// One mode on the node: the whole stream.
@@ -82,41 +82,12 @@ pub struct NodeReuse {
     /// Results answered 200.
     pub results_ok: usize,
     /// Summed from the `scan_reuse` of the results.
-    pub counts: Counts,
+    pub counts: ReuseCounts,
 }
 
-/// The counts reported.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Counts {
-    /// Files looked up.
-    pub candidate_files: u64,
-    /// Files whose results came from the cache (observe: would have).
-    pub reused_files: u64,
-    /// Their bytes.
-    pub reused_bytes: u64,
-    /// Hits checked by scanning again.
-    pub validated_files: u64,
-    /// Checked hits that differed.
-    pub mismatched_files: u64,
-    /// Reused zip entries not even decompressed (in memory only).
-    pub unextracted_files: u64,
-}
-
-impl Counts {
-    fn of(c: &ReuseCounts) -> Counts {
-        Counts {
-            candidate_files: c.candidate_files,
-            reused_files: c.reused_files,
-            reused_bytes: c.reused_bytes,
-            validated_files: c.validated_files,
-            mismatched_files: c.mismatched_files,
-            unextracted_files: c.unextracted_files,
-        }
-    }
-
-    fn hit_ratio(&self) -> f64 {
-        self.reused_files as f64 / self.candidate_files.max(1) as f64
-    }
+/// Files whose results came from the cache, of those looked up.
+fn hit_ratio(counts: &ReuseCounts) -> f64 {
+    counts.reused_files as f64 / counts.candidate_files.max(1) as f64
 }
 
 /// The section of the report.
@@ -156,7 +127,7 @@ pub fn engine_runs(rules: &Arc<RuleSet>, stream: &[Package]) -> Result<Vec<Engin
     let mut out = Vec::new();
     for mode in MODES {
         let mut best = f64::INFINITY;
-        let mut counts = Counts::default();
+        let mut counts = ReuseCounts::default();
         for _ in 0..ROUNDS {
             let cache = (mode != ReuseMode::Off)
                 .then(|| Arc::new(ReuseCache::new(mode, dragonfly_engine::DEFAULT_BUDGET_BYTES)));
@@ -169,7 +140,7 @@ pub fn engine_runs(rules: &Arc<RuleSet>, stream: &[Package]) -> Result<Vec<Engin
             for report in &reports {
                 sum.add(&report.reuse);
             }
-            counts = Counts::of(&sum);
+            counts = sum;
         }
         out.push(EngineReuse { mode: mode.as_str().to_owned(), secs_later: best, counts });
     }
@@ -219,7 +190,7 @@ pub fn node_outcome(
             secs_working: run.secs_working,
             packages_per_sec: packages as f64 / run.secs_working.max(1e-9),
             results_ok: run.results_ok,
-            counts: Counts::of(&sum),
+            counts: sum,
         },
         verdicts,
     }
@@ -290,7 +261,7 @@ impl Reuse {
                 "| {} | {:.3} | {:.2} | {:.1} | {} |\n",
                 e.mode,
                 e.secs_later,
-                e.counts.hit_ratio(),
+                hit_ratio(&e.counts),
                 e.counts.reused_bytes as f64 / 1e6,
                 e.counts.unextracted_files
             ));
@@ -305,7 +276,7 @@ impl Reuse {
                 n.mode,
                 n.cpu_secs,
                 n.packages_per_sec,
-                n.counts.hit_ratio(),
+                hit_ratio(&n.counts),
                 n.counts.reused_bytes as f64 / 1e6,
                 n.counts.validated_files,
                 n.counts.mismatched_files,

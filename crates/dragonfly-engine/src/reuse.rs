@@ -101,7 +101,7 @@ pub const DEFAULT_BUDGET_BYTES: usize = 16 << 20;
 
 /// What reuse did, per distribution ([`DistributionReport::reuse`](crate::DistributionReport::reuse))
 /// or in all ([`ReuseCache::totals`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReuseCounts {
     /// Cache lookups (one per file and rule group).
     pub lookups: u64,

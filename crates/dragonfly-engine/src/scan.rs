@@ -257,10 +257,14 @@ impl Engine {
         tally.add(Count::OverheadUs, started.elapsed().as_micros() as u64);
     }
 
-    /// The rule groups `file` is scanned with, one per distinct group of
-    /// its names.
+    /// The rule groups `file` is scanned with.
     fn groups_of(&self, file: &File) -> Vec<GroupId> {
-        let mut groups: Vec<GroupId> = file.names().map(|name| self.rules.group_for(name)).collect();
+        self.groups_for(file.names())
+    }
+
+    /// The rule groups of a file with these names, one per distinct group.
+    fn groups_for<'n>(&self, names: impl Iterator<Item = &'n str>) -> Vec<GroupId> {
+        let mut groups: Vec<GroupId> = names.map(|name| self.rules.group_for(name)).collect();
         groups.sort_unstable();
         groups.dedup();
         groups
@@ -510,9 +514,7 @@ impl Engine {
         };
         let names: Vec<&str> =
             std::iter::once(zip.path(i)).chain(zip.aliases(i).iter().map(String::as_str)).collect();
-        let mut groups: Vec<GroupId> = names.iter().map(|name| self.rules.group_for(name)).collect();
-        groups.sort_unstable();
-        groups.dedup();
+        let groups = self.groups_for(names.iter().copied());
         let len = usize::try_from(size).unwrap_or(usize::MAX);
         let infos = self.rules.rules();
         for &group in &groups {

@@ -167,3 +167,40 @@ fn rules_that_read_the_clock_are_not_shared() {
     assert_eq!(fleet.lookups.load(Ordering::Relaxed), 0);
     assert_eq!(fleet.written.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn held_batches_and_offers_are_bounded() {
+    use dragonfly_engine::SHARED_WRITE_FILES;
+    use dragonfly_testkit::fixtures::{FixtureFile, sdist};
+    let rules = Arc::new(RuleSet::bundled());
+    let fleet = Arc::new(Fleet::default());
+    let engine = node(&rules, &fleet, 0);
+    // 600 distinct files: lookups of at most 128, and at most
+    // SHARED_WRITE_FILES results offered.
+    let files: Vec<FixtureFile> =
+        (0..600).map(|i| FixtureFile::new(format!("many-1.0/m{i}.py"), format!("X = {i}\n"))).collect();
+    let report = engine.scan_archive("many-1.0.tar.gz", &sdist("many", "1.0", &files));
+    assert!(report.files_scanned >= 600, "{report:?}");
+    assert_eq!(fleet.lookups.load(Ordering::Relaxed), report.files_scanned.div_ceil(128));
+    assert_eq!(fleet.written.load(Ordering::Relaxed), SHARED_WRITE_FILES as u64);
+
+    // Three files of 5 MiB: the first two fill a batch's 8 MiB.
+    let fleet = Arc::new(Fleet::default());
+    let engine = node(&rules, &fleet, 0);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<FixtureFile> = (0..3)
+        .map(|i| {
+            let data: Vec<u8> = (0..5 << 20)
+                .map(|_| {
+                    state =
+                        state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    b'a' + (state >> 59) as u8
+                })
+                .collect();
+            FixtureFile::new(format!("big-1.0/b{i}.py"), data)
+        })
+        .collect();
+    let report = engine.scan_archive("big-1.0.tar.gz", &sdist("big", "1.0", &big));
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(fleet.lookups.load(Ordering::Relaxed), 2);
+}

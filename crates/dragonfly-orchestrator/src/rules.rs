@@ -192,12 +192,13 @@ impl<'a> Rules<'a> {
         self.node.stats.rules_loaded(&set.hash, started.elapsed());
         log::info!("rules {} ready: {} rules in {:?}", set.hash, rules.rules().len(), started.elapsed());
         let settings = self.node.settings;
+        let sources_digest = rules_digest(&set.rules);
         // A cache per rule set: results of other rules are never looked up.
         let reuse = (settings.scan_reuse != ReuseMode::Off).then(|| {
             let budget = usize::try_from(settings.cache_size).unwrap_or(usize::MAX);
             let cache = ReuseCache::new(settings.scan_reuse, budget);
             Arc::new(match &self.store {
-                Some(store) => cache.with_store(Arc::clone(store), &rules, &rules_digest(&set.rules)),
+                Some(store) => cache.with_store(Arc::clone(store), &rules, &sources_digest),
                 None => cache,
             })
         });
@@ -205,7 +206,7 @@ impl<'a> Rules<'a> {
             let context = ScanCacheContext {
                 scanner: "yara".to_owned(),
                 rules_commit: set.hash.clone(),
-                rules_digest: rules_digest(&set.rules),
+                rules_digest: sources_digest,
                 engine_digest: engine_digest(),
             };
             Arc::new(RuleSetCache::new(self.node.client.clone(), Arc::clone(&self.gate), context))

@@ -424,4 +424,20 @@ mod tests {
         rule_set.for_job(leased(&server, &client, "s"));
         assert_eq!(server.stats().requests_to(Endpoint::ScanCache), asked, "once sent, not again");
     }
+
+    #[test]
+    fn a_job_stops_asking_once_its_budget_is_spent() {
+        let (server, client, context) = server(true);
+        // Each answer takes 450 ms: the fifth request spends the 2 s.
+        server.add_fault(Fault::new(Endpoint::ScanCache, FaultAction::Delay(Duration::from_millis(450))));
+        let job = Arc::new(RuleSetCache::new(client, Arc::new(Gate::new(1000)), context)).for_job(None);
+        let digests = vec![entry(1, "").digest];
+        for n in 0..5 {
+            assert!(job.usable(), "request {n}");
+            assert!(job.lookup(&digests).is_ok(), "request {n}");
+        }
+        assert!(!job.usable());
+        assert_eq!(job.lookup(&digests), Err(SharedError::Skipped));
+        assert_eq!(server.stats().requests_to(Endpoint::ScanCache), 5);
+    }
 }

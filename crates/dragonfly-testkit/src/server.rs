@@ -38,7 +38,7 @@ mod scan_cache;
 
 pub use faults::{Endpoint, Fault, FaultAction};
 pub use names::{normalize_name, release_of, rules_hash};
-pub use scan_cache::ScanCacheStats;
+pub use scan_cache::{ScanCacheStats, rules_digest};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -240,6 +240,8 @@ struct State {
     queue: Queue,
     rules_hash: String,
     rules: BTreeMap<String, String>,
+    /// The scan cache's `rules_digest` of `rules`.
+    rules_digest: String,
     /// Served files by URL path.
     files: HashMap<String, Arc<Vec<u8>>>,
     /// The simple index (`/simple/{name}/`): files by normalised project name.
@@ -306,6 +308,7 @@ impl FakeServer {
         let state = State {
             queue: Queue::new(config.lease_timeout, config.max_attempts),
             rules_hash: rules_hash(&rules),
+            rules_digest: rules_digest(&rules),
             rules,
             files: HashMap::new(),
             index: BTreeMap::new(),
@@ -426,6 +429,7 @@ impl FakeServer {
     pub fn set_rules(&self, hash: &str, rules: BTreeMap<String, String>) {
         let mut state = self.shared.lock();
         state.rules_hash = hash.to_owned();
+        state.rules_digest = rules_digest(&rules);
         state.rules = rules;
     }
 

@@ -685,15 +685,7 @@ fn other_paths_and_methods() {
 
 /// The scan-cache context of the server's current rules.
 fn cache_context(server: &FakeServer, rules: &BTreeMap<String, String>) -> Value {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    for (name, source) in rules {
-        for part in [name, source] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-    }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest = dragonfly_testkit::server::rules_digest(rules);
     json!({"scanner": "yara", "rules_commit": server.rules_hash(), "rules_digest": digest, "engine_digest": "e".repeat(64)})
 }
 

@@ -17,6 +17,21 @@ pub fn clean_bin() -> Command {
     command
 }
 
+/// The bundled rules as a served rule set (file name -> source).
+#[allow(dead_code)]
+pub fn bundled_rules() -> std::collections::BTreeMap<String, String> {
+    dragonfly_engine::RuleSet::bundled_sources().map(|(n, s)| (n.to_owned(), s.to_owned())).collect()
+}
+
+/// `run` against the control server at `url`, without authentication, in
+/// the working directory `dir`.
+#[allow(dead_code)]
+pub fn node_against(url: &str, dir: &std::path::Path) -> Command {
+    let mut command = clean_bin();
+    command.arg("run").current_dir(dir).env("DRAGONFLY_BASE_URL", url).env("DRAGONFLY_AUTH_MODE", "none");
+    command
+}
+
 /// A running binary, killed if a test fails half-way.
 pub struct Running(Option<Child>);
 

@@ -8,7 +8,12 @@ use crate::rng::mix64;
 
 /// The SHA-256 of `bytes` in lower-case hex (what package indexes list).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// `bytes` in lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Archive suffixes of source distributions, longest first.

@@ -117,8 +117,10 @@ pub struct ScanCacheStats {
     pub rate_limited: u64,
 }
 
-/// `rules_digest` of the scan-cache protocol over the served rule files.
-pub(crate) fn rules_digest(rules: &BTreeMap<String, String>) -> String {
+/// `rules_digest` of the scan-cache protocol over rule files (name ->
+/// source): SHA-256 over the files sorted by name, each file's name then
+/// its source, each preceded by its length as an 8-byte big-endian integer.
+pub fn rules_digest(rules: &BTreeMap<String, String>) -> String {
     let mut hasher = Sha256::new();
     for (name, source) in rules {
         for part in [name, source] {
@@ -126,7 +128,7 @@ pub(crate) fn rules_digest(rules: &BTreeMap<String, String>) -> String {
             hasher.update(part.as_bytes());
         }
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    super::names::hex(&hasher.finalize())
 }
 
 fn is_digest(s: &str) -> bool {
@@ -172,22 +174,29 @@ pub(crate) fn admit(state: &mut State, enabled: bool, rate: u32, now: Instant) -
 /// The context's rules must be the ones served now.
 fn check_rules(state: &State, context: &Context) -> Option<Reply> {
     if context.scanner == "yara"
-        && (context.rules_commit != state.rules_hash || context.rules_digest != rules_digest(&state.rules))
+        && (context.rules_commit != state.rules_hash || context.rules_digest != state.rules_digest)
     {
         return Some(Reply::detail(409, "Cache rules differ from current rules; scan normally"));
     }
     None
 }
 
+/// A request body whose context is well formed, or the 422 for it.
+fn read<T: serde::de::DeserializeOwned>(body: &[u8], context: fn(&T) -> &Context) -> Result<T, Reply> {
+    let request: T =
+        serde_json::from_slice(body).map_err(|err| unprocessable(&format!("invalid body: {err}")))?;
+    match context(&request).problem() {
+        Some(problem) => Err(unprocessable(problem)),
+        None => Ok(request),
+    }
+}
+
 /// `POST /scan-cache/lookup`.
 pub(crate) fn lookup(state: &mut State, body: &[u8], ttl: Duration, now: Instant) -> Reply {
-    let request: Lookup = match serde_json::from_slice(body) {
+    let request = match read(body, |r: &Lookup| &r.context) {
         Ok(request) => request,
-        Err(err) => return unprocessable(&format!("invalid lookup: {err}")),
+        Err(reply) => return reply,
     };
-    if let Some(problem) = request.context.problem() {
-        return unprocessable(problem);
-    }
     if request.keys.is_empty() || request.keys.len() > MAX_KEYS {
         return unprocessable("a lookup takes 1 to 128 keys");
     }
@@ -220,13 +229,10 @@ pub(crate) fn lookup(state: &mut State, body: &[u8], ttl: Duration, now: Instant
 
 /// `POST /scan-cache/write`.
 pub(crate) fn write(state: &mut State, body: &[u8], ttl: Duration, now: Instant) -> Reply {
-    let request: Write = match serde_json::from_slice(body) {
+    let request = match read(body, |r: &Write| &r.context) {
         Ok(request) => request,
-        Err(err) => return unprocessable(&format!("invalid write: {err}")),
+        Err(reply) => return reply,
     };
-    if let Some(problem) = request.context.problem() {
-        return unprocessable(problem);
-    }
     if request.entries.len() > MAX_KEYS {
         return unprocessable("a write takes at most 128 entries");
     }
