@@ -18,11 +18,13 @@ pub fn bundled_rules() -> Result<BTreeMap<String, String>> {
     fixtures::rule_files(dir).with_context(|| format!("can not read {}", dir.display()))
 }
 
-/// Path of a binary built by cargo in `profile`.
+/// Absolute path of a binary built by cargo in `profile`: the node is
+/// started from other working directories.
 pub fn binary_path(name: &str, profile: &str) -> PathBuf {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
-    target.join(profile).join(name)
+    let path = target.join(profile).join(name);
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 pub fn run(args: &[String]) -> Result<()> {
